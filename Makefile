@@ -10,6 +10,12 @@ PROFILE ?= mini
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+# fine-tuning runs are many small processes: run JOBS at once, each on CPU_CORES/JOBS threads
+JOBS ?= 2
+# the profile whose figures are published to paper_figures/
+PUBLISH_PROFILE ?= mini
+CPU_CORES := $(shell nproc 2>/dev/null || echo 2)
+FT_THREADS := $(shell echo $$(( $(CPU_CORES) / $(JOBS) > 0 ? $(CPU_CORES) / $(JOBS) : 1 )))
 B := build/$(PROFILE)
 NB := notebooks
 P := params
@@ -39,7 +45,7 @@ $(VENV)/.installed: requirements-lock.txt
 pfiles = $(foreach f,$(wildcard $(P)/$(1).yaml $(P)/$(PROFILE)/$(1).yaml),-f $(f))
 define papermill
 	@mkdir -p $(dir $(2))
-	$(PY) -m papermill $(NB)/$(1).ipynb $(2).tmp.ipynb -k python3 --cwd . --no-progress-bar --log-output \
+	$(4) $(PY) -m papermill $(NB)/$(1).ipynb $(2).tmp.ipynb -k python3 --cwd . --no-progress-bar --log-output \
 	  $(call pfiles,$(1)) -p profile $(PROFILE) $(3) \
 	  || { mv -f $(2).tmp.ipynb $(2).failed.ipynb 2>/dev/null; echo "FAILED: see $(2).failed.ipynb" >&2; exit 1; }
 	mv $(2).tmp.ipynb $(2)
@@ -58,7 +64,7 @@ $(B)/01_zero_shot.ipynb: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb $(wildc
 FT_DEPS := $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(wildcard $(P)/02_finetune.yaml $(P)/$(PROFILE)/02_finetune.yaml) $(CORE) lib/methods.py lib/train.py
 # one rule per run, generated from the profile's grid
 define run_finetune
-	$(call papermill,02_finetune,$@,$(foreach f,$(5),-f $(f)) -p task $(1) -p method $(2) -p variant $(3) -p seed $(4))
+	$(call papermill,02_finetune,$@,$(foreach f,$(5),-f $(f)) -p task $(1) -p method $(2) -p variant $(3) -p seed $(4),CLIPMIS_THREADS=$(FT_THREADS))
 endef
 $(B)/grid.mk: $(VENV)/.installed $(PROFILE_YAML) lib/grid.py $(wildcard $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
 	@mkdir -p $(dir $@)
@@ -74,10 +80,7 @@ $(B)/03_evaluate.ipynb: $(NB)/03_evaluate.ipynb $(B)/results/finetune.csv $(B)/0
 	$(call papermill,03_evaluate,$@)
 
 $(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/03_evaluate.ipynb $(wildcard $(P)/04_figures.yaml $(P)/$(PROFILE)/04_figures.yaml) lib/plots.py lib/analysis.py
-	$(call papermill,04_figures,$@)
-ifeq ($(PROFILE),mini)
-	rm -rf paper_figures.tmp && cp -r $(B)/figures paper_figures.tmp && rm -rf paper_figures && mv paper_figures.tmp paper_figures
-endif
+	$(call papermill,04_figures,$@,$(if $(filter $(PROFILE),$(PUBLISH_PROFILE)),-p publish True))
 
 world pretrain: setup $(B)/00_pretrain.ipynb
 zero-shot: setup $(B)/01_zero_shot.ipynb
@@ -86,7 +89,7 @@ evaluate: setup $(B)/03_evaluate.ipynb
 figures: setup $(B)/04_figures.ipynb
 
 reproduce: setup
-	$(MAKE) --no-print-directory $(B)/04_figures.ipynb PROFILE=$(PROFILE)
+	$(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
 
 smoke: setup
 	$(MAKE) --no-print-directory reproduce PROFILE=smoke

@@ -110,3 +110,12 @@ def fingerprint(obj: Any) -> str:
     import hashlib
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def code_fingerprint(*modules: str) -> str:
+    """Hash of lib source files, so a result is recomputed when the code that made it changes."""
+    import hashlib
+    h = hashlib.sha256()
+    for m in modules:
+        h.update((paths.ROOT / "lib" / f"{m}.py").read_bytes())
+    return h.hexdigest()[:16]

@@ -129,3 +129,68 @@ def write_csv(df: pd.DataFrame, path: Path, provenance: dict | None = None) -> P
         ptmp.write_text(json.dumps(provenance, indent=1, default=str))
         os.replace(ptmp, path.with_name(path.name + ".provenance.json"))
     return path
+
+
+# ----------------------------------------------------------------------------- after fine-tuning
+EVAL_VERSION = 1
+EVAL_COLUMNS = ["train_task", "method", "variant", "seed", "eval_task", "eval_domain", "schema",
+                "n_images", "acc_zero_shot", "acc_finetuned", "acs_zero_shot", "acs_finetuned",
+                "silhouette_zero_shot", "silhouette_finetuned", "class_silhouette_zero_shot",
+                "class_silhouette_finetuned", "modality_gap_zero_shot", "modality_gap_finetuned"]
+
+
+def schema_of(train_task: str, eval_task: str, eval_domain: str, id_domain: str) -> str:
+    if eval_task != train_task:
+        return "CF"
+    return "ID" if eval_domain == id_domain else "DG"
+
+
+def _file_hash(p: Path) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
+
+
+def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, profile: str,
+                 batch_size: int = 256, num_workers: int = 0) -> list[dict]:
+    """Rows of evaluation.csv for one run (cached in ``<run_dir>/eval.json``)."""
+    import copy
+
+    from . import train
+    meta = json.loads((Path(run_dir) / "meta.json").read_text())
+    state_fp = config_fp = _file_hash(Path(run_dir) / "trainable.safetensors")
+    splits = eval_splits(source)
+    key = {"version": EVAL_VERSION, "state": state_fp, "request": meta.get("request_fingerprint"),
+           "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits}}
+    cache = Path(run_dir) / "eval.json"
+    if cache.exists():
+        c = json.loads(cache.read_text())
+        if c.get("key") == key:
+            return c["rows"]
+    bundle = copy.copy(base)
+    bundle.model = copy.deepcopy(base.model)
+    clf = train.load_run(bundle, run_dir)
+    clf.eval()
+    rows = []
+    text_cache = {}
+    for task, domain, split in splits:
+        s = source.load(task, domain, split)
+        img = image_embeddings(clf, bundle, s, f"run:{config_fp}:{meta.get('request_fingerprint')}",
+                               profile, batch_size, num_workers)
+        if task not in text_cache:
+            text_cache[task] = text_embeddings(clf, bundle, s.classnames, s.templates)
+        m = measures(img, text_cache[task], s.labels)
+        z = zs_rows[(task, domain)]
+        rows.append({"train_task": meta["task"], "method": meta["method"], "variant": meta["variant"],
+                     "seed": meta["seed"], "eval_task": task, "eval_domain": domain,
+                     "schema": schema_of(meta["task"], task, domain, source.task(task).id_domain),
+                     "n_images": len(s),
+                     "acc_zero_shot": z["zero_shot_acc"], "acc_finetuned": m["zero_shot_acc"],
+                     "acs_zero_shot": z["acs"], "acs_finetuned": m["acs"],
+                     "silhouette_zero_shot": z["silhouette"], "silhouette_finetuned": m["silhouette"],
+                     "class_silhouette_zero_shot": z["class_silhouette"],
+                     "class_silhouette_finetuned": m["class_silhouette"],
+                     "modality_gap_zero_shot": z["modality_gap"], "modality_gap_finetuned": m["modality_gap"]})
+    tmp = cache.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
+    os.replace(tmp, cache)
+    # image embeddings of a fine-tuned model are not reused by any other stage: keep the cache small
+    return rows

@@ -101,3 +101,337 @@ def zero_shot_overview(df: pd.DataFrame):
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def finetune_curve(meta: dict):
+    """Training loss and validation accuracy per epoch of one run."""
+    style()
+    h = pd.DataFrame(meta["history"])
+    fig, ax = plt.subplots(figsize=(4.5, 2.6))
+    ax.plot(h["epoch"], h["train_loss"], marker="o", label="train loss")
+    ax.set(xlabel="epoch", ylabel="train loss",
+           title=f"{meta['task']} · {meta['method']} ({meta['variant']}) · seed {meta['seed']}")
+    ax2 = ax.twinx()
+    ax2.plot(h["epoch"], h["val_acc"], marker="s", color="C1", label="val accuracy")
+    ax2.set_ylabel("val accuracy")
+    ax2.grid(False)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+# ============================================================================= study figures
+# Drawn from the tables of lib.analysis; accuracies and their differences in points (x100).
+SCHEMA_MARKERS = {"ID": "o", "DG": "^"}
+
+
+def _mlabel(m: str) -> str:
+    from .analysis import METHOD_LABELS
+    return METHOD_LABELS.get(m, m)
+
+
+def _methods_in(df: pd.DataFrame) -> list:
+    present = list(dict.fromkeys(df["method"]))
+    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+
+
+def _err(v, lo, hi, k: float = 100.0):
+    """Asymmetric error bar lengths (NaN CI -> no bar)."""
+    v, lo, hi = (np.asarray(a, dtype=float) * k for a in (v, lo, hi))
+    return np.nan_to_num(np.vstack([v - lo, hi - v]), nan=0.0).clip(min=0)
+
+
+def _errorbar(ax, x, y, v, lo, hi, horizontal: bool = False, k: float = 100.0, **kw):
+    """Error bars only where the CI is finite (one seed -> none drawn)."""
+    x, y, v, lo, hi = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (x, y, v, lo, hi))
+    ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return
+    e = _err(v[ok], lo[ok], hi[ok], k)
+    kw = {"fmt": "none", "ecolor": "k", "elinewidth": 0.9, "capsize": 2.5, **kw}
+    if horizontal:
+        ax.errorbar(x[ok], y[ok], xerr=e, **kw)
+    else:
+        ax.errorbar(x[ok], y[ok], yerr=e, **kw)
+
+
+def _fmt_rho(r) -> str:
+    if r is None or not np.isfinite(r["rho"]):
+        return "ρ = n/a"
+    s = f"ρ = {r['rho']:+.2f}"
+    if np.isfinite(r["lo"]) and np.isfinite(r["hi"]):
+        s += f" [{r['lo']:+.2f}, {r['hi']:+.2f}]"
+    return s + f", n = {int(r['n'])}"
+
+
+def _human(n) -> str:
+    if n is None or not np.isfinite(n):
+        return "?"
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{suf}"
+    return f"{int(n)}"
+
+
+def _ci_note(df: pd.DataFrame) -> str:
+    n = int(df["n_seeds"].min()) if "n_seeds" in df and len(df) else 0
+    return f"error bars: 95% CI over {n} seeds" if n > 1 else "one seed: no CI"
+
+
+def difficulty_vs_gain(zs: pd.DataFrame, ev: pd.DataFrame, variant: str = "default", n_boot: int = 1000):
+    """Fine-tuning gain vs zero-shot ss (left) and ACS (right) per (task, domain) and method;
+    titles: Spearman rho of the gain averaged over methods (ID and DG points, bootstrap 95% CI)."""
+    from . import analysis
+    style()
+    pts = analysis.gain_points(zs, ev, variant)
+    pred = analysis.predictors(zs, ev, variant, n_boot=n_boot)
+    methods = _methods_in(pts[pts["method"] != "pooled"])
+    pal = method_palette(methods)
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9), sharey=True)
+    for ax, meas, name in ((axes[0], "silhouette", "zero-shot modality ss (higher = misaligned)"),
+                           (axes[1], "acs", "zero-shot ACS (higher = aligned)")):
+        span = pts[pts["method"] != "pooled"].groupby(["task", "domain"]).agg(
+            x=(meas, "first"), lo=("gain", "min"), hi=("gain", "max"))
+        ax.vlines(span["x"], span["lo"] * 100, span["hi"] * 100, color="0.8", lw=0.8, zorder=1)
+        for m in methods:
+            for sch, mk in SCHEMA_MARKERS.items():
+                p = pts[(pts["method"] == m) & (pts["schema"] == sch)]
+                ax.scatter(p[meas], p["gain"] * 100, color=pal[m], marker=mk, s=26, alpha=0.9,
+                           edgecolor="white", linewidth=0.4, zorder=3)
+        pool = pts[pts["method"] == "pooled"]
+        ax.scatter(pool[meas], pool["gain"] * 100, marker="_", color="k", s=90, lw=1.4, zorder=4)
+        r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["target"] == "ID+DG")]
+        ax.set_title(f"{_fmt_rho(r.iloc[0] if len(r) else None)}", fontsize=8)
+        ax.set_xlabel(name)
+        ax.axhline(0, color="0.4", lw=0.6)
+    axes[0].set_ylabel("fine-tuning gain (acc. points)")
+    handles = [plt.Line2D([], [], ls="", marker="s", color=pal[m], label=_mlabel(m)) for m in methods]
+    handles += [plt.Line2D([], [], ls="", marker=mk, color="0.3", label=f"{sch} test") for sch, mk in SCHEMA_MARKERS.items()]
+    handles += [plt.Line2D([], [], ls="", marker="_", color="k", markersize=9, mew=1.4, label="mean over methods")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=7,
+               handletextpad=0.2, columnspacing=0.9, frameon=False)
+    fig.suptitle("Zero-shot misalignment vs fine-tuning gain (ρ: Spearman, mean gain over methods, ID+DG points)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def method_bars(summary: pd.DataFrame):
+    """ID gain, DG gain and CF drop per method (averaged over tasks) with 95% CI over seeds."""
+    style()
+    methods = _methods_in(summary)
+    pal = method_palette(methods)
+    s = summary.set_index("method").loc[methods]
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.5))
+    for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain (shifted domains)"),
+                           (axes[2], "cf_drop", "CF drop (forgetting, other tasks)")):
+        x = np.arange(len(methods))
+        ax.bar(x, s[col] * 100, color=[pal[m] for m in methods], width=0.7)
+        _errorbar(ax, x, s[col] * 100, s[col], s[f"{col}_lo"], s[f"{col}_hi"])
+        ax.axhline(0, color="0.3", lw=0.6)
+        ax.set_xticks(x, [_mlabel(m) for m in methods], rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(-0.6, len(methods) - 0.4)
+    axes[0].set_ylabel("accuracy points")
+    fig.suptitle(f"Averaged over training tasks ({_ci_note(summary)})", fontsize=8, y=0.99)
+    fig.tight_layout()
+    return fig
+
+
+def forgetting_vs_ss(df: pd.DataFrame):
+    """CF drop after fine-tuning on a task vs that task's zero-shot ss, one panel per method
+    (titles: Spearman rho over tasks with bootstrap 95% CI)."""
+    style()
+    methods = _methods_in(df)
+    pal = method_palette(methods)
+    fig, axes = plt.subplots(1, len(methods), figsize=(7.0, 2.4), sharey=True, sharex=True, squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        d = df[df["method"] == m].sort_values("ss_zero_shot")
+        ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, color=pal[m], lw=0.8, alpha=0.6)
+        ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, "o", color=pal[m], ms=4)
+        _errorbar(ax, d["ss_zero_shot"], d["cf_drop"] * 100, d["cf_drop"], d["cf_drop_lo"], d["cf_drop_hi"],
+                  ecolor=pal[m], elinewidth=0.8, capsize=2)
+        ax.axhline(0, color="0.4", lw=0.6)
+        r = d.iloc[0] if len(d) else None
+        rho = "ρ = n/a" if r is None or not np.isfinite(r["rho"]) else f"ρ = {r['rho']:+.2f}"
+        if r is not None and np.isfinite(r["rho"]):
+            rho += f" (n = {int(r['rho_n'])})"
+            # a bootstrap over fewer than 4 tasks is degenerate: show the interval only from 4 on
+            rho += f"\n[{r['rho_lo']:+.2f}, {r['rho_hi']:+.2f}]" if r["rho_n"] >= 4 and np.isfinite(r["rho_lo"]) \
+                else "\nno CI (too few tasks)"
+        ax.set_title(f"{_mlabel(m)}\n{rho}", fontsize=8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(3))
+    axes[0, 0].set_ylabel("CF drop (acc. points)")
+    axes[0, len(methods) // 2].set_xlabel("zero-shot modality ss of the fine-tuned task (ID domain)")
+    fig.tight_layout()
+    return fig
+
+
+def alignment_shift(ev: pd.DataFrame, variant: str = "default"):
+    """ss and ACS before (zero-shot, dashed line) and after fine-tuning (dot, 95% CI over seeds)
+    per method, on DG data (trained task, shifted domains) and CF data (other tasks)."""
+    from . import analysis
+    style()
+    t = analysis.alignment_table(ev, variant)
+    methods = _methods_in(t)
+    pal = method_palette(methods)
+    fig, axes = plt.subplots(2, 2, figsize=(7.0, 4.4), sharex=True)
+    for i, (meas, ylab) in enumerate((("silhouette", "modality ss"), ("acs", "ACS"))):
+        for j, (sch, title) in enumerate((("DG", "DG data (trained task, shifted domains)"),
+                                          ("CF", "CF data (the other tasks)"))):
+            ax = axes[i, j]
+            d = t[(t["measure"] == meas) & (t["schema"] == sch)].set_index("method")
+            for k, m in enumerate(methods):
+                if m not in d.index:
+                    continue
+                z, f = d.loc[m, "zero_shot"], d.loc[m, "finetuned"]
+                ax.plot([k - 0.3, k + 0.3], [z, z], color="0.35", ls="--", lw=0.9)
+                ax.plot([k, k], [z, f], color=pal[m], lw=1.8, solid_capstyle="butt")
+                ax.plot([k], [f], "o", color=pal[m], ms=5, zorder=3)
+                _errorbar(ax, [k], [f], [f], [d.loc[m, "finetuned_lo"]], [d.loc[m, "finetuned_hi"]], k=1.0,
+                          ecolor="k", elinewidth=0.8, capsize=2.5, zorder=4)
+            ax.set_xticks(range(len(methods)), [_mlabel(m) for m in methods], rotation=30, ha="right",
+                          rotation_mode="anchor")
+            ax.set_xlim(-0.6, len(methods) - 0.4)
+            if i == 0:
+                ax.set_title(title, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(ylab)
+            # limits from every value drawn, with a margin
+            vals = d.reindex(methods)[["zero_shot", "finetuned", "finetuned_lo", "finetuned_hi"]].to_numpy(float)
+            vals = vals[np.isfinite(vals)]
+            if vals.size:
+                lo_, hi_ = vals.min(), vals.max()
+                pad = 0.1 * (hi_ - lo_) if hi_ > lo_ else 0.01
+                ax.set_ylim(lo_ - pad, hi_ + pad)
+    handles = [plt.Line2D([], [], color="0.35", ls="--", label="zero-shot"),
+               plt.Line2D([], [], color="0.35", marker="o", ls="-", label="fine-tuned (line: the change)")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Alignment before → after fine-tuning (mean over tasks; {_ci_note(t)})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _place_labels(ax, xs, ys, texts, colors, fontsize=8):
+    """Label points without overlaps: try offsets around each point, keep the first free one."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    taken = []
+    offsets = [(6, 5), (-6, 5), (6, -9), (-6, -9), (8, -2), (-8, -2), (0, 9), (0, -13), (12, 12), (-12, 12),
+               (12, -16), (-12, -16)]
+    for x, y, s, c in zip(xs, ys, texts, colors):
+        placed = None
+        for dx, dy in offsets:
+            t = ax.annotate(s, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, color=c,
+                            ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top",
+                            fontweight="bold", bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
+            bb = t.get_window_extent(renderer).expanded(1.05, 1.1)
+            inside = ax.get_window_extent(renderer).contains(bb.x0, bb.y0) and \
+                ax.get_window_extent(renderer).contains(bb.x1, bb.y1)
+            if inside and not any(bb.overlaps(o) for o in taken):
+                placed = t
+                taken.append(bb)
+                break
+            t.remove()
+        if placed is None:  # fall back to the first position
+            t = ax.annotate(s, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=fontsize, color=c,
+                            fontweight="bold")
+            taken.append(t.get_window_extent(renderer))
+
+
+def tradeoff(summary: pd.DataFrame):
+    """The DG-vs-CF plane: x = CF drop, y = DG gain (95% CI crosses); dotted: equal balance
+    (DG gain - CF drop) through each method; better = up and left."""
+    style()
+    methods = _methods_in(summary)
+    pal = method_palette(methods)
+    s = summary.set_index("method").loc[methods]
+    x, y = s["cf_drop"].to_numpy() * 100, s["dg_gain"].to_numpy() * 100
+    fig, ax = plt.subplots(figsize=(3.5, 3.1))
+    for k, m in enumerate(methods):
+        r = s.iloc[k]
+        ax.plot([x[k]], [y[k]], "o", color=pal[m], ms=5)
+        _errorbar(ax, [x[k]], [y[k]], [r["cf_drop"]], [r["cf_drop_lo"]], [r["cf_drop_hi"]], horizontal=True,
+                  ecolor=pal[m], elinewidth=1.0, capsize=2)
+        _errorbar(ax, [x[k]], [y[k]], [r["dg_gain"]], [r["dg_gain_lo"]], [r["dg_gain_hi"]],
+                  ecolor=pal[m], elinewidth=1.0, capsize=2)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if finite.any():
+        xr = np.array([np.nanmin(x), np.nanmax(x)])
+        yr = np.array([np.nanmin(y), np.nanmax(y)])
+        padx = max(0.25 * (xr[1] - xr[0]), 0.5)
+        pady = max(0.25 * (yr[1] - yr[0]), 0.5)
+        ax.set_xlim(xr[0] - padx, xr[1] + padx)
+        ax.set_ylim(yr[0] - pady, yr[1] + pady)
+        xx = np.array(ax.get_xlim())
+        for k in np.where(finite)[0]:
+            ax.plot(xx, xx + (y[k] - x[k]), color=pal[methods[k]], lw=0.6, ls=":", alpha=0.8, zorder=0)
+        ax.set_xlim(*xx)
+        ax.set_ylim(yr[0] - pady, yr[1] + pady)
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.axvline(0, color="0.5", lw=0.6)
+    ax.set(xlabel="CF drop (forgetting, acc. points)", ylabel="DG gain (acc. points)")
+    ax.set_title(f"DG gain vs forgetting (up-left = better)\n{_ci_note(summary)}; dotted: equal\n"
+                 "balance (DG gain − CF drop) through each method", fontsize=8)
+    _place_labels(ax, x[finite], y[finite], [_mlabel(m) for m, f in zip(methods, finite) if f],
+                  [pal[m] for m, f in zip(methods, finite) if f])
+    fig.tight_layout()
+    return fig
+
+
+def ablations(tab: pd.DataFrame):
+    """A-CLIP ablations next to the default methods, on the ablations' tasks and seeds: ID gain, DG
+    gain and CF drop (trainable parameters in the row labels)."""
+    style()
+    methods = _methods_in(tab)
+    pal = method_palette(methods)
+    n = len(tab)
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 0.9 + 0.24 * n), sharey=True)
+    yl = [f"{r.label} ({_human(r.trainable_params)})" for r in tab.itertuples()]
+    ypos = np.arange(n)
+    default = (tab["variant"] == "default").to_numpy()
+    for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain"),
+                           (axes[2], "cf_drop", "CF drop")):
+        colors = [pal[m] for m in tab["method"]]
+        bars = ax.barh(ypos, tab[col] * 100, color=colors, height=0.7)
+        for b, d in zip(bars, default):
+            if not d:
+                b.set_alpha(0.55)
+                b.set_hatch("///")
+                b.set_edgecolor("white")
+        _errorbar(ax, tab[col] * 100, ypos, tab[col], tab[f"{col}_lo"], tab[f"{col}_hi"], horizontal=True,
+                  elinewidth=0.8, capsize=2)
+        ax.axvline(0, color="0.3", lw=0.6)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("acc. points")
+        if default.any() and (~default).any():
+            ax.axhline(default.sum() - 0.5, color="0.5", lw=0.6, ls="--")
+    axes[0].set_yticks(ypos, yl)
+    axes[0].invert_yaxis()
+    seeds = tab["seeds"].iloc[0] if n else ""
+    tasks = str(tab["tasks"].iloc[0]).replace(",", ", ") if n else ""
+    fig.suptitle(f"A-CLIP ablations (hatched) vs methods · seed(s) {seeds} · task(s) {tasks} · "
+                 f"({_ci_note(tab)}; trainable params in brackets)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_all(tables: dict, out_dir) -> list[Path]:
+    """Draw every study figure from ``analysis.all_tables``'s dict, save each as PNG + PDF in
+    ``out_dir``; returns the paths. A figure whose table is empty (e.g. no ablations) is skipped."""
+    jobs = [("difficulty_vs_gain", lambda: difficulty_vs_gain(tables["zero_shot"], tables["evaluation"])),
+            ("method_bars", lambda: method_bars(tables["method_summary"])),
+            ("forgetting_vs_ss", lambda: forgetting_vs_ss(tables["forgetting_vs_ss"])),
+            ("alignment_shift", lambda: alignment_shift(tables["evaluation"])),
+            ("tradeoff", lambda: tradeoff(tables["method_summary"]))]
+    if len(tables.get("ablations", [])):
+        jobs.append(("ablations", lambda: ablations(tables["ablations"])))
+    out = []
+    for name, draw in jobs:
+        fig = draw()
+        try:
+            out += save(fig, name, out_dir)
+        finally:
+            plt.close(fig)
+    return out

@@ -27,6 +27,8 @@ def setup(profile: str, seed: int = 0) -> dict:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if os.environ.get("CLIPMIS_THREADS"):
+        torch.set_num_threads(int(os.environ["CLIPMIS_THREADS"]))
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return cfg
@@ -74,7 +76,8 @@ def pretrain_stage(cfg: dict, hp: dict, seed: int, progress: bool = True) -> dic
     pretrain.validate(hp)
     out = checkpoint_path(cfg)
     meta = out.with_suffix(".json")
-    want = config.fingerprint({"hp": hp, "seed": seed, "world": cfg.get("world"), "model": cfg["model"]})
+    want = config.fingerprint({"hp": hp, "seed": seed, "world": cfg.get("world"), "model": cfg["model"],
+                               "code": config.code_fingerprint("world", "pretrain", "models")})
     if out.exists() and meta.exists() and json.loads(meta.read_text()).get("request") == want:
         return json.loads(meta.read_text())
     world_stage(cfg, progress)
@@ -140,7 +143,8 @@ def finetune_stage(cfg: dict, task: str, method: str, variant: str, seed: int, h
     base_ck = checkpoint_path(cfg) if cfg["model"].get("pretrained", "self") == "self" else None
     base_fp = json.loads(base_ck.with_suffix(".json").read_text())["state_fingerprint"] if base_ck else cfg["model"]
     request = {"task": task, "method": method, "variant": variant, "seed": seed, "hp": hp,
-               "options": opts, "base_model": base_fp}
+               "options": opts, "base_model": base_fp,
+               "code": config.code_fingerprint("methods", "train", "models", "data")}
     want = config.fingerprint(request)
     rdir = paths.run_dir(cfg["name"], task, method, variant, seed)
     row_f = rdir / "row.json"
@@ -202,3 +206,53 @@ def aggregate_finetune(profile: str) -> Path:
     write_csv(df[FINETUNE_RESULT_COLUMNS + FINETUNE_TIMING_COLUMNS], res / "finetune.csv", prov)
     write_csv(df[["task", "method", "variant", "seed"] + FINETUNE_TIMING_COLUMNS], res / "finetune_timing.csv")
     return res / "finetune.csv"
+
+
+# ----------------------------------------------------------------------------- 03 evaluate
+def evaluate_stage(cfg: dict, batch_size: int, num_workers: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Evaluate every run of the grid on ID, DG and CF data; writes results/evaluation.csv."""
+    from tqdm.auto import tqdm
+
+    from .evaluate import EVAL_COLUMNS, evaluate_run, write_csv
+    from .grid import runs
+    config.check_type("batch_size", batch_size, int, positive=True)
+    profile = cfg["name"]
+    zs_f = paths.results_dir(profile) / "zero_shot.csv"
+    if not zs_f.exists():
+        raise FileNotFoundError(f"{zs_f} is missing: run the zero-shot stage first (make zero-shot PROFILE={profile})")
+    zs = pd.read_csv(zs_f)
+    zs_rows = {(r.task, r.domain): r._asdict() for r in zs.itertuples(index=False)}
+    source = source_for(cfg)
+    source.check()
+    grid = runs(cfg)
+    missing = [r.rel for r in grid if not (paths.profile_dir(profile) / r.rel / "row.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} runs are not finished (e.g. {missing[0]}): make finetune PROFILE={profile}")
+    base = base_model(cfg)
+    rows = []
+    for r in tqdm(grid, desc="evaluate runs", disable=not progress):
+        rows += evaluate_run(paths.profile_dir(profile) / r.rel, base, source, zs_rows, profile,
+                             batch_size, num_workers)
+    df = pd.DataFrame(rows)[EVAL_COLUMNS]
+    prov = provenance.collect(cfg, stage="03_evaluate", runs=len(grid),
+                              zero_shot_model=zs.attrs.get("model_state"))
+    write_csv(df, paths.results_dir(profile) / "evaluation.csv", prov)
+    return df
+
+
+def run_meta(cfg: dict, task: str, method: str, variant: str, seed: int) -> dict:
+    return json.loads((paths.run_dir(cfg["name"], task, method, variant, seed) / "meta.json").read_text())
+
+
+def param_table_cached(profile: str, model_name: str = "ViT-B-32-quickgelu") -> pd.DataFrame:
+    """The methods' trainable-parameter table at real scale (computed once, then read from disk)."""
+    from .methods import param_table
+    f = paths.cache_dir(profile) / f"param_table_{model_name}.csv"
+    if f.exists():
+        return pd.read_csv(f)
+    df = param_table(model_name)
+    paths.ensure(f.parent)
+    tmp = f.with_name(f.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, f)
+    return df

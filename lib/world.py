@@ -548,10 +548,8 @@ def corpus_entries(coverage: dict) -> tuple[list[tuple[str, str]], np.ndarray]:
 
 
 def world_fingerprint(world_cfg: dict) -> str:
-    return fingerprint({"world": world_cfg, "generator": _GENERATOR_VERSION})
-
-
-_GENERATOR_VERSION = 1
+    from .config import code_fingerprint
+    return fingerprint({"world": world_cfg, "generator": code_fingerprint("world")})
 
 
 def _atomic_savez(path: Path, **arrays) -> None:

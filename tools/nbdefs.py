@@ -86,4 +86,81 @@ df.groupby("task")[["zero_shot_acc", "chance", "acs", "silhouette", "modality_ga
     ]
 
 
-NOTEBOOKS = {"00_pretrain": pretrain, "01_zero_shot": zero_shot}
+def finetune():
+    return header("02_finetune", "02 · Fine-tune one task with one method",
+                  "Fine-tunes the profile's CLIP on one task's ID training data with one PEFT method (and "
+                  "variant) and one seed: logits = logit_scale · normalised image features @ normalised "
+                  "class-prompt features, cross-entropy, best-validation state kept. Writes "
+                  "`build/<profile>/runs/<task>/<method>-<variant>/seed<k>/` (trainable state only, "
+                  "`meta.json`, `row.json`). Make runs it for every task × method × seed of the profile.") + [
+        params_cell('''
+profile = "smoke"
+task = "objects"
+method = "aclip"
+variant = "default"
+seed = 0
+epochs = 2
+batch_size = 64
+lr = 1.0e-3
+momentum = 0.9
+weight_decay = 1.0e-4
+warmup_steps = 0
+cosine = True
+options = {}
+variants = {}
+'''),
+        code('''
+from lib import stages, plots
+cfg = stages.setup(profile, seed)
+hp = dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+          warmup_steps=warmup_steps, cosine=cosine)
+row = stages.finetune_stage(cfg, task, method, variant, seed, hp, options, variants)
+row
+'''),
+        md("## Training curve\nTraining loss and validation accuracy per epoch (read back from the run's `meta.json`)."),
+        code('''
+plots.finetune_curve(stages.run_meta(cfg, task, method, variant, seed));
+'''),
+        md("## What each method trains, at the real ViT-B/32 scale\nTrainable parameters of every method on "
+           "open_clip's `ViT-B-32-quickgelu` architecture (built from its config, no weights)."),
+        code('''
+stages.param_table_cached(profile)
+'''),
+    ]
+
+
+def evaluate():
+    cells = header("03_evaluate", "03 · DG / CF evaluation and alignment after fine-tuning",
+                   "Evaluates every fine-tuning run of the profile: accuracy on the trained task's ID test "
+                   "(ID), on its shifted domains (DG) and on every other task (CF), each next to the zero-shot "
+                   "model on the same data; ACS and modality silhouette recomputed with the fine-tuned model. "
+                   "Writes `build/<profile>/results/evaluation.csv`.") + [
+        params_cell('''
+profile = "smoke"
+batch_size = 256
+num_workers = 0
+'''),
+        code('''
+import pandas as pd
+from lib import stages, paths
+cfg = stages.setup(profile)
+ev = stages.evaluate_stage(cfg, batch_size, num_workers)
+zs = pd.read_csv(paths.results_dir(profile) / "zero_shot.csv")
+ev.head(12).round(3)
+'''),
+    ]
+    try:
+        from nbdefs_eval import evaluate_analysis_cells
+        cells += evaluate_analysis_cells()
+    except ImportError:
+        pass
+    return cells
+
+
+def figures():
+    from nbdefs_eval import figures as f
+    return f()
+
+
+NOTEBOOKS = {"00_pretrain": pretrain, "01_zero_shot": zero_shot, "02_finetune": finetune,
+             "03_evaluate": evaluate, "04_figures": figures}

@@ -1,0 +1,102 @@
+"""Every params YAML key exists in its notebook's single `parameters` cell, with a matching type."""
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib import config, paths
+
+NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
+STAGES = [nb.stem for nb in NOTEBOOKS]
+
+
+def param_cells(nb_path):
+    nb = json.loads(Path(nb_path).read_text())
+    return nb, [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def parameters(nb_path) -> dict:
+    _, cells = param_cells(nb_path)
+    src = "".join(cells[0]["source"])
+    out = {}
+    for node in ast.parse(src).body:
+        assert isinstance(node, ast.Assign), f"{nb_path.name}: parameters cell must hold plain assignments"
+        out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def test_there_are_five_stage_notebooks():
+    assert STAGES == ["00_pretrain", "01_zero_shot", "02_finetune", "03_evaluate", "04_figures"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_parameters_cell_and_stripped(nb):
+    doc, cells = param_cells(nb)
+    assert len(cells) == 1, f"{nb.name} must have exactly one cell tagged 'parameters'"
+    assert parameters(nb)["profile"] == "smoke", "defaults must be the fast smoke values"
+    for c in doc["cells"]:
+        if c["cell_type"] == "code":
+            assert c.get("outputs") == [] and c.get("execution_count") is None, f"{nb.name} is not stripped"
+
+
+def _kind(v):
+    if isinstance(v, bool):
+        return bool
+    if isinstance(v, int):
+        return int
+    if isinstance(v, float):
+        return float
+    return type(v)
+
+
+def stage_yamls():
+    for stage in STAGES:
+        for f in [paths.PARAMS / f"{stage}.yaml", *paths.PARAMS.glob(f"*/{stage}.yaml")]:
+            if f.exists():
+                yield stage, f
+    for f in [*paths.PARAMS.glob("methods/*.yaml"), *paths.PARAMS.glob("*/methods/*.yaml")]:
+        yield "02_finetune", f
+
+
+@pytest.mark.parametrize("stage,yaml_file", list(stage_yamls()), ids=lambda x: str(x).replace(str(paths.PARAMS), "params"))
+def test_yaml_keys_exist_in_notebook_with_type(stage, yaml_file):
+    params = parameters(paths.NOTEBOOKS / f"{stage}.ipynb")
+    data = yaml.safe_load(yaml_file.read_text()) or {}
+    for k, v in data.items():
+        assert k in params, f"{yaml_file}: key {k!r} is not in {stage}'s parameters cell"
+        assert _kind(v) is _kind(params[k]), (f"{yaml_file}: {k}={v!r} ({_kind(v).__name__}) but the notebook "
+                                              f"default is {params[k]!r} ({_kind(params[k]).__name__}); "
+                                              f"write floats like 1.0e-4")
+
+
+def test_methods_share_epochs_and_batch_size():
+    for f in [*paths.PARAMS.glob("methods/*.yaml"), *paths.PARAMS.glob("*/methods/*.yaml")]:
+        data = yaml.safe_load(f.read_text()) or {}
+        assert not {"epochs", "batch_size"} & set(data), f"{f}: epochs/batch_size are per profile, not per method"
+
+
+@pytest.mark.parametrize("profile", config.available_profiles())
+def test_profiles_load(profile):
+    cfg = config.load_profile(profile)
+    assert cfg["name"] == profile and "model" in cfg and "grid" in cfg
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(config.ConfigError, match="valid profiles: .*mini.*smoke"):
+        config.load_profile("nope")
+
+
+def test_malformed_yaml_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1, 2\n")
+    with pytest.raises(config.ConfigError, match="malformed YAML in .*bad.yaml"):
+        config.read_yaml(bad)
+
+
+def test_string_float_gets_a_hint():
+    with pytest.raises(config.ConfigError, match="1.0e-4"):
+        config.check_type("lr", "1e-4", float, positive=True)
+    with pytest.raises(config.ConfigError, match="must be > 0"):
+        config.check_type("lr", -1.0, float, positive=True)
