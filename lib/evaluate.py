@@ -152,8 +152,6 @@ def _file_hash(p: Path) -> str:
 def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, profile: str,
                  batch_size: int = 256, num_workers: int = 0) -> list[dict]:
     """Rows of evaluation.csv for one run (cached in ``<run_dir>/eval.json``)."""
-    import copy
-
     from . import train
     meta = json.loads((Path(run_dir) / "meta.json").read_text())
     state_fp = config_fp = _file_hash(Path(run_dir) / "trainable.safetensors")
@@ -165,9 +163,7 @@ def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, prof
         c = json.loads(cache.read_text())
         if c.get("key") == key:
             return c["rows"]
-    bundle = copy.copy(base)
-    bundle.model = copy.deepcopy(base.model)
-    clf = train.load_run(bundle, run_dir)
+    clf = train.load_run(base, run_dir)  # builds a copy: the base model is never modified
     clf.eval()
     rows = []
     text_cache = {}

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,7 +51,11 @@ def base_model(cfg: dict):
             raise FileNotFoundError(f"no pretrained checkpoint at {ck}: run the pretraining stage first "
                                     f"(make pretrain PROFILE={cfg['name']})")
         pretrained = str(ck)
-    return models.create(m["name"], pretrained=pretrained, device=cfg.get("device", "auto"))
+    bundle = models.create(m["name"], pretrained=pretrained, device=cfg.get("device", "auto"))
+    # Frozen: the base model is only encoded with (methods train their own copies), and frozen
+    # weights take the same attention code path as the frozen parts of a fine-tuned classifier.
+    bundle.model.requires_grad_(False)
+    return bundle
 
 
 # ----------------------------------------------------------------------------- 00 pretrain
@@ -132,14 +139,13 @@ def finetune_stage(cfg: dict, task: str, method: str, variant: str, seed: int, h
     ``meta.json`` (params, seed, history, provenance) and ``row.json`` (its finetune.csv row).
     """
     from . import methods, train
-    for k, kind in (("epochs", int), ("batch_size", int), ("lr", float)):
-        config.check_type(k, hp[k], kind, positive=True)
+    train.resolve_hp(hp)  # every hyperparameter (type, range, unknown keys), before any work
     config.check_type("seed", seed, int, nonneg=True)
     opts = resolve_method(method, variant, options, variants)
     methods.validate_options(method, opts) if hasattr(methods, "validate_options") else None
     source = source_for(cfg)
+    spec = source.task(task)  # an unknown task name fails before the data check
     source.check()
-    spec = source.task(task)
     base_ck = checkpoint_path(cfg) if cfg["model"].get("pretrained", "self") == "self" else None
     base_fp = json.loads(base_ck.with_suffix(".json").read_text())["state_fingerprint"] if base_ck else cfg["model"]
     request = {"task": task, "method": method, "variant": variant, "seed": seed, "hp": hp,
@@ -169,12 +175,18 @@ def finetune_stage(cfg: dict, task: str, method: str, variant: str, seed: int, h
                                                                     "val": val_split.fingerprint},
             "provenance": provenance.collect(cfg, stage="02_finetune")}
     paths.ensure(rdir)
-    if row_f.exists():
-        row_f.unlink()  # the old row no longer describes what is about to be written
-    train.save_run(res, rdir, meta)
-    tmp = row_f.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(row, indent=1))
-    os.replace(tmp, row_f)
+    # write the new run completely under temporary names first: a failure up to here keeps the old
+    # result; then drop the old row (the completion marker), move the files in, the new row last
+    staged = Path(tempfile.mkdtemp(prefix=".tmp-new-", dir=rdir))
+    try:
+        train.save_run(res, staged, meta)
+        (staged / "row.json").write_text(json.dumps(row, indent=1))
+        if row_f.exists():
+            row_f.unlink()
+        for name in (train.STATE_FILE, train.META_FILE, "row.json"):
+            os.replace(staged / name, rdir / name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     row["reused"] = False
     return row
 
@@ -252,7 +264,7 @@ def param_table_cached(profile: str, model_name: str = "ViT-B-32-quickgelu") -> 
         return pd.read_csv(f)
     df = param_table(model_name)
     paths.ensure(f.parent)
-    tmp = f.with_name(f.name + ".tmp")
+    tmp = f.with_name(f"{f.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # runs share the cache (make -j)
     df.to_csv(tmp, index=False)
     os.replace(tmp, f)
     return df

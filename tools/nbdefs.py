@@ -106,6 +106,7 @@ momentum = 0.9
 weight_decay = 1.0e-4
 warmup_steps = 0
 cosine = True
+num_workers = 0
 options = {}
 variants = {}
 '''),
@@ -113,7 +114,7 @@ variants = {}
 from lib import stages, plots
 cfg = stages.setup(profile, seed)
 hp = dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-          warmup_steps=warmup_steps, cosine=cosine)
+          warmup_steps=warmup_steps, cosine=cosine, num_workers=num_workers)
 row = stages.finetune_stage(cfg, task, method, variant, seed, hp, options, variants)
 row
 '''),

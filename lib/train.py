@@ -1,0 +1,347 @@
+"""One fine-tuning recipe for every method, run saving and loading.
+
+Recipe (REFERENCE.md, "Training head and loss"; IIMM's defaults): logits =
+``logit_scale.exp() * normalize(image features) @ normalize(class-prompt features)^T`` (the prompt
+features of a class are the normalised mean over its templates), cross-entropy, SGD with momentum
+and weight decay on the trainable parameters only, per-step schedule (linear warm-up, then cosine
+to 0 or constant), validation accuracy after every epoch, the best-validation trainable state
+(first epoch on ties) is loaded at the end.  Prompts are re-encoded at every step when the method
+can change the text features (``classifier.text_changes``), else encoded once under ``no_grad``.
+
+``logit_scale`` trains with ``full`` only (it is a parameter of the CLIP, and IIMM optimises all
+of them), unclamped as in IIMM; every other method keeps it frozen.
+
+CLIP-Adapter (``classifier.backbone_frozen``): with ``hp['cache_features']`` (default) the frozen
+backbone encodes the train and validation images and the prompts once; the adapters then train on
+those features.  The model is always in eval mode, so this is the same computation as running the
+backbone at every step (``tests/test_train.py`` checks the trained adapters agree to 1e-6).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as D
+from . import methods as M
+from . import models
+from .config import ConfigError, check_type
+
+HP_DEFAULTS = {
+    "epochs": None,          # required
+    "batch_size": None,      # required
+    "lr": None,              # required
+    "momentum": 0.9,
+    "weight_decay": 1.0e-4,
+    "warmup_steps": 0,
+    "cosine": True,
+    "cache_features": True,  # clip_adapter only
+    "eval_batch_size": 256,
+    "num_workers": 0,        # DataLoader workers for file-based splits (no effect on results)
+}
+
+
+def resolve_hp(hp: dict) -> dict:
+    hp = dict(hp or {})
+    unknown = sorted(set(hp) - set(HP_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter(s) {unknown}; valid: {', '.join(HP_DEFAULTS)}")
+    out = {**HP_DEFAULTS, **hp}
+    missing = [k for k, v in out.items() if v is None]
+    if missing:
+        raise ConfigError(f"missing hyperparameter(s) {missing}; required: epochs, batch_size, lr")
+    out["epochs"] = check_type("epochs", out["epochs"], int, positive=True)
+    out["batch_size"] = check_type("batch_size", out["batch_size"], int, positive=True)
+    out["eval_batch_size"] = check_type("eval_batch_size", out["eval_batch_size"], int, positive=True)
+    out["lr"] = check_type("lr", out["lr"], float, positive=True)
+    out["momentum"] = check_type("momentum", out["momentum"], float, nonneg=True)
+    out["weight_decay"] = check_type("weight_decay", out["weight_decay"], float, nonneg=True)
+    out["warmup_steps"] = check_type("warmup_steps", out["warmup_steps"], int, nonneg=True)
+    out["cosine"] = check_type("cosine", out["cosine"], bool)
+    out["cache_features"] = check_type("cache_features", out["cache_features"], bool)
+    out["num_workers"] = check_type("num_workers", out["num_workers"], int, nonneg=True)
+    return out
+
+
+def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if not cosine:
+        return 1.0
+    span = max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
+@dataclass
+class FinetuneResult:
+    classifier: M.ClipClassifier
+    best_val_acc: float
+    best_epoch: int
+    history: list = field(default_factory=list)
+    train_seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+    trainable_params: int = 0
+    steps: int = 0
+    method: str = ""
+    options: dict = field(default_factory=dict)
+    hp: dict = field(default_factory=dict)
+    seed: int = 0
+    base_model: str = ""
+    base_pretrained: str | None = None
+    cached_features: bool = False
+
+    def summary(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "method", "options", "hp", "seed", "best_val_acc", "best_epoch", "history",
+            "train_seconds", "peak_memory_mb", "trainable_params", "steps", "base_model",
+            "base_pretrained", "cached_features")}
+
+
+# ----------------------------------------------------------------------------- helpers
+def _class_mean(feats: torch.Tensor, n_classes: int, n_templates: int) -> torch.Tensor:
+    """Same ops as ``models.class_text_features`` after ``encode_text(normalize=True)``."""
+    return F.normalize(feats.view(n_classes, n_templates, -1).mean(dim=1), dim=-1)
+
+
+def _tokens(bundle, split: D.Split) -> torch.Tensor:
+    return models.tokenize(bundle, models.prompts_for(split.classnames, split.templates))
+
+
+@torch.no_grad()
+def _raw_image_features(clf: M.ClipClassifier, split: D.Split, bundle, batch_size: int,
+                        num_workers: int = 0) -> torch.Tensor:
+    return torch.cat([clf.clip.encode_image(x)
+                      for x, _ in D.iterate(split, bundle, batch_size, num_workers=num_workers)])
+
+
+@torch.no_grad()
+def predict_logits(classifier: M.ClipClassifier, images: torch.Tensor, text_tokens: torch.Tensor,
+                   n_classes: int, n_templates: int) -> torch.Tensor:
+    """Class logits of ``images`` (prompts class-major, averaged over templates)."""
+    classifier.eval()
+    text = models.class_text_features(classifier, text_tokens, n_classes, n_templates)
+    return classifier.logit_scale.exp() * classifier.encode_image(images) @ text.T
+
+
+@torch.no_grad()
+def accuracy(classifier: M.ClipClassifier, split: D.Split, bundle, batch_size: int = 256,
+             text_features: torch.Tensor | None = None, num_workers: int = 0) -> float:
+    """Top-1 accuracy (fraction in [0, 1]) of the class-prompt head on ``split``."""
+    if text_features is None:
+        text_features = models.class_text_features(classifier, _tokens(bundle, split),
+                                                   split.n_classes, len(split.templates))
+    correct = 0
+    for x, y in D.iterate(split, bundle, batch_size, num_workers=num_workers):
+        correct += int((classifier.encode_image(x) @ text_features.T).argmax(-1).eq(y).sum())
+    return correct / max(1, len(split))
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _check_finite_params(clf, method, epoch, step, lr):
+    for n, p in clf.named_parameters():
+        if p.requires_grad and not torch.isfinite(p).all():
+            raise FloatingPointError(
+                f"fine-tuning {method!r} diverged: parameter {n} is not finite after epoch {epoch}, "
+                f"step {step} (lr={lr:g}); lower the learning rate (hp['lr'])")
+
+
+# ----------------------------------------------------------------------------- finetune
+def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
+             val_split: D.Split | None, hp: dict, seed: int, progress: bool = True) -> FinetuneResult:
+    """Fine-tune a copy of ``bundle.model`` with ``method``; see the module docstring."""
+    from tqdm.auto import tqdm
+
+    hp = resolve_hp(hp)
+    opts = M.resolve_options(method, options)
+    if val_split is not None and list(val_split.classnames) != list(train_split.classnames):
+        raise ConfigError(f"validation split {val_split.task}/{val_split.domain} has other class names "
+                          f"than the training split {train_split.task}/{train_split.domain}")
+    if len(train_split) == 0:
+        raise ConfigError(f"training split {train_split.task}/{train_split.domain} is empty")
+    dev = bundle.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    clf = M.build(bundle.model, method, opts)
+    clf.eval()  # CLIP has no dropout/batch-norm; frozen parts behave as at inference
+
+    n_classes, n_templates = train_split.n_classes, len(train_split.templates)
+    tokens = _tokens(bundle, train_split)
+    bs, ebs, epochs, nw = hp["batch_size"], hp["eval_batch_size"], hp["epochs"], hp["num_workers"]
+    n = len(train_split)
+    steps_per_epoch = math.ceil(n / bs)
+    total = epochs * steps_per_epoch
+    params = [p for p in clf.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, hp["warmup_steps"], hp["cosine"]))
+
+    cached = bool(hp["cache_features"] and clf.backbone_frozen)
+    if cached:
+        train_raw = _raw_image_features(clf, train_split, bundle, ebs, nw)
+        train_y = torch.from_numpy(np.asarray(train_split.labels)).long().to(dev)
+        val_raw = _raw_image_features(clf, val_split, bundle, ebs, nw) if val_split is not None else None
+        with torch.no_grad():
+            text_raw = clf.clip.encode_text(tokens)
+
+    def text_features() -> torch.Tensor:
+        if cached:
+            return _class_mean(clf.adapt_text(text_raw), n_classes, n_templates)
+        return models.class_text_features(clf, tokens, n_classes, n_templates)
+
+    def batches(epoch: int):
+        if cached:
+            order = np.random.default_rng(seed + epoch).permutation(n)  # as lib.data.iterate
+            for s in range(0, n, bs):
+                idx = torch.from_numpy(order[s:s + bs]).to(dev)
+                yield clf.adapt_image(train_raw[idx]), train_y[idx]
+        else:
+            for x, y in D.iterate(train_split, bundle, bs, shuffle=True, seed=seed + epoch, num_workers=nw):
+                yield clf.encode_image(x), y
+
+    @torch.no_grad()
+    def validate() -> float:
+        if val_split is None:
+            return float("nan")
+        text = text_features()
+        if cached:
+            pred = (clf.adapt_image(val_raw) @ text.T).argmax(-1).cpu().numpy()
+            return float((pred == np.asarray(val_split.labels)).mean())
+        return accuracy(clf, val_split, bundle, ebs, text, nw)
+
+    fixed_text = None
+    if not clf.text_changes and not cached:
+        with torch.no_grad():
+            fixed_text = text_features()
+
+    history, best_state, best_acc, best_epoch, step = [], None, -math.inf, 0, 0
+    bar = tqdm(total=total, desc=f"{method}", disable=not progress, leave=False)
+    try:
+        for epoch in range(1, epochs + 1):
+            losses, t_epoch = [], time.perf_counter()
+            for feats, y in batches(epoch):
+                text = fixed_text if fixed_text is not None else text_features()
+                logits = clf.logit_scale.exp() * feats @ text.T
+                loss = F.cross_entropy(logits, y)
+                lr_now = opt.param_groups[0]["lr"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss ({loss.item()}) while fine-tuning {method!r} at epoch {epoch}, "
+                        f"step {step} (global), lr={lr_now:g}; lower the learning rate (hp['lr'])")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(loss.item())
+                bar.update(1)
+            t_epoch = time.perf_counter() - t_epoch
+            _check_finite_params(clf, method, epoch, step, opt.param_groups[0]["lr"])
+            val_acc = validate()
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc,
+                            "lr_end": opt.param_groups[0]["lr"], "epoch_seconds": t_epoch})
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{val_acc:.1f}")
+            if val_split is None or val_acc > best_acc or best_state is None:
+                best_acc, best_epoch = val_acc, epoch
+                best_state = clf.trainable_state()
+    finally:
+        bar.close()
+    clf.load_trainable_state(best_state)
+    clf.eval()
+    return FinetuneResult(
+        classifier=clf, best_val_acc=float(best_acc), best_epoch=best_epoch, history=history,
+        train_seconds=time.perf_counter() - t0, peak_memory_mb=_peak_memory_mb(dev),
+        trainable_params=clf.trainable_parameter_count(), steps=step, method=method, options=opts,
+        hp=hp, seed=seed, base_model=bundle.name, base_pretrained=bundle.pretrained,
+        cached_features=cached)
+
+
+# ----------------------------------------------------------------------------- runs on disk
+STATE_FILE = "trainable.safetensors"
+META_FILE = "meta.json"
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return _json_safe(float(obj))
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_run(result: FinetuneResult, run_dir: Path, meta: dict | None = None) -> Path:
+    """Write ``trainable.safetensors`` (trainable tensors only) and ``meta.json``, atomically.
+
+    ``meta.json`` = ``meta`` (the caller's: task, profile, ...) updated with the result's summary
+    (method, options, hp, seed, history, ...).  It is written last: its presence marks a
+    complete run.
+    """
+    from safetensors.torch import save_file
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.classifier.trainable_state().items()}
+    info = {**(meta or {}), **result.summary()}
+    tmp = run_dir / f".{STATE_FILE}.tmp"
+    save_file(state, str(tmp), metadata={"method": result.method,
+                                         "options": json.dumps(result.options, sort_keys=True)})
+    os.replace(tmp, run_dir / STATE_FILE)
+    tmp = run_dir / f".{META_FILE}.tmp"
+    tmp.write_text(json.dumps(_json_safe(info), indent=2, sort_keys=True))
+    os.replace(tmp, run_dir / META_FILE)
+    return run_dir
+
+
+def load_meta(run_dir: Path) -> dict:
+    path = Path(run_dir) / META_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {run_dir} is not a complete fine-tuning run "
+                                f"(run the finetune stage for it, or delete the folder)")
+    return json.loads(path.read_text())
+
+
+def load_run(bundle, run_dir: Path) -> M.ClipClassifier:
+    """Rebuild a run's classifier on ``bundle.model`` (its base model) from ``run_dir``."""
+    from safetensors.torch import load_file
+    run_dir = Path(run_dir)
+    meta = load_meta(run_dir)
+    state_path = run_dir / STATE_FILE
+    if not state_path.exists():
+        raise FileNotFoundError(f"{state_path} is missing: incomplete run, fine-tune it again")
+    for key in ("method", "options"):
+        if key not in meta:
+            raise ConfigError(f"{run_dir / META_FILE} has no {key!r}; not written by lib.train.save_run")
+    if meta.get("base_model") and meta["base_model"] != bundle.name:
+        raise ConfigError(f"run {run_dir} was fine-tuned from model {meta['base_model']!r}, "
+                          f"not {bundle.name!r}")
+    clf = M.build(bundle.model, meta["method"], meta["options"])
+    state = load_file(str(state_path), device=str(bundle.device))
+    try:
+        clf.load_trainable_state(state)
+    except ConfigError as exc:
+        raise ConfigError(f"run {run_dir}: {exc}") from exc
+    clf.meta = meta
+    clf.eval()
+    return clf
