@@ -31,6 +31,16 @@ class Split:
     fingerprint: str = ""             # content hash of images + labels
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if not self.fingerprint:  # hand-built splits: hash the content so caches never mix them up
+            import hashlib
+            h = hashlib.sha256(np.ascontiguousarray(self.labels).tobytes())
+            if self.images is not None:
+                h.update(np.ascontiguousarray(self.images).tobytes())
+            if self.files is not None:
+                h.update("\n".join(map(str, self.files)).encode())
+            self.fingerprint = h.hexdigest()[:16]
+
     def __len__(self) -> int:
         return int(len(self.labels))
 
