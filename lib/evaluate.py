@@ -169,10 +169,10 @@ def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, prof
     text_cache = {}
     for task, domain, split in splits:
         s = source.load(task, domain, split)
-        img = image_embeddings(clf, bundle, s, f"run:{config_fp}:{meta.get('request_fingerprint')}",
+        img = image_embeddings(clf, base, s, f"run:{config_fp}:{meta.get('request_fingerprint')}",
                                profile, batch_size, num_workers)
         if task not in text_cache:
-            text_cache[task] = text_embeddings(clf, bundle, s.classnames, s.templates)
+            text_cache[task] = text_embeddings(clf, base, s.classnames, s.templates)
         m = measures(img, text_cache[task], s.labels)
         z = zs_rows[(task, domain)]
         rows.append({"train_task": meta["task"], "method": meta["method"], "variant": meta["variant"],
