@@ -79,7 +79,7 @@ $(B)/results/finetune.csv: $(RUNS) lib/stages.py
 $(B)/03_evaluate.ipynb: $(NB)/03_evaluate.ipynb $(B)/results/finetune.csv $(B)/01_zero_shot.ipynb $(wildcard $(P)/03_evaluate.yaml $(P)/$(PROFILE)/03_evaluate.yaml) $(CORE) lib/evaluate.py lib/metrics.py lib/analysis.py
 	$(call papermill,03_evaluate,$@)
 
-$(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/03_evaluate.ipynb $(wildcard $(P)/04_figures.yaml $(P)/$(PROFILE)/04_figures.yaml) lib/plots.py lib/analysis.py
+$(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/03_evaluate.ipynb $(wildcard $(P)/04_figures.yaml $(P)/$(PROFILE)/04_figures.yaml) lib/plots.py lib/analysis.py lib/manifest.py
 	$(call papermill,04_figures,$@,$(if $(filter $(PROFILE),$(PUBLISH_PROFILE)),-p publish True))
 
 world pretrain: setup $(B)/00_pretrain.ipynb

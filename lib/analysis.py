@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths
+from . import manifest, metrics, paths
 
 METHOD_ORDER = ["full", "clip_adapter", "lora", "bitfit", "aclip"]
 METHOD_LABELS = {"full": "Full", "clip_adapter": "CLIP-Adapter", "lora": "LoRA", "bitfit": "BitFit",
@@ -658,6 +658,7 @@ def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dic
     path = Path(path)
     paths.ensure(path.parent)
     path.write_text(claims_markdown(claims_df, profile, provenance))
+    manifest.write_manifest(path.parent, {"notebook": "04_figures", "profile": profile, **(provenance or {})})  # written last
     return path
 
 

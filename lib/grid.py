@@ -32,7 +32,11 @@ def runs(cfg: dict) -> list[Run]:
     from .data import source_for
     from .methods import METHODS
     g = cfg.get("grid", {})
-    tasks = g.get("tasks") or list(source_for(cfg).tasks())
+    valid_tasks = list(source_for(cfg).tasks())
+    tasks = g.get("tasks") or valid_tasks
+    for t in tasks:
+        if t not in valid_tasks:
+            raise ConfigError(f"grid.tasks names unknown task {t!r}; valid tasks: {', '.join(valid_tasks)}")
     out = []
     for m in g.get("methods", []):
         if m not in METHODS:

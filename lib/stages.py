@@ -9,8 +9,8 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -264,7 +264,7 @@ def param_table_cached(profile: str, model_name: str = "ViT-B-32-quickgelu") -> 
         return pd.read_csv(f)
     df = param_table(model_name)
     paths.ensure(f.parent)
-    tmp = f.with_name(f"{f.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # runs share the cache (make -j)
+    tmp = f.with_name(f"{f.name}.{uuid.uuid4().hex}.tmp")  # unique: concurrent runs share the cache (make -j)
     df.to_csv(tmp, index=False)
     os.replace(tmp, f)
     return df

@@ -305,8 +305,10 @@ def save_run(result: FinetuneResult, run_dir: Path, meta: dict | None = None) ->
     state = {k: v.detach().cpu().contiguous() for k, v in result.classifier.trainable_state().items()}
     info = {**(meta or {}), **result.summary()}
     tmp = run_dir / f".{STATE_FILE}.tmp"
-    save_file(state, str(tmp), metadata={"method": result.method,
-                                         "options": json.dumps(result.options, sort_keys=True)})
+    # one metadata key: safetensors stores a dict's keys in arbitrary order, which would make the
+    # bytes of identical runs differ
+    save_file(state, str(tmp), metadata={"run": json.dumps({"method": result.method,
+                                                            "options": result.options}, sort_keys=True)})
     os.replace(tmp, run_dir / STATE_FILE)
     tmp = run_dir / f".{META_FILE}.tmp"
     tmp.write_text(json.dumps(_json_safe(info), indent=2, sort_keys=True))

@@ -1,0 +1,435 @@
+"""Bad input fails early, with a message that names the problem and the fix, and destroys nothing.
+
+Mostly through ``lib.stages`` (what the notebooks call) with ``CLIPMIS_BUILD`` in a temporary
+folder; the stages' expensive steps (loading the model, generating / loading data) are replaced
+by tripwires where a check must come before them. One case goes through Make + papermill on a
+copy of the repository with a finished smoke build: Make must exit non-zero and leave every
+earlier result untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lib import config, data, models, paths, stages
+from lib.config import ConfigError
+
+ROOT = paths.ROOT
+HP = {"epochs": 1, "batch_size": 8, "lr": 1.0e-2, "momentum": 0.9, "weight_decay": 1.0e-4,
+      "warmup_steps": 0, "cosine": True}
+
+
+@pytest.fixture(autouse=True)
+def _tmp_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
+    monkeypatch.delenv("CLIPMIS_DATA_ROOT", raising=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Tripwire(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_expensive_work(monkeypatch):
+    """Fail loudly if a stage reaches the model, the data check or the data itself."""
+    def trip(what):
+        def f(*a, **k):
+            raise Tripwire(f"reached {what} before validating its inputs")
+        return f
+    monkeypatch.setattr(stages, "base_model", trip("base_model (loading the model)"))
+    monkeypatch.setattr(data.DatasetSource, "load", trip("DatasetSource.load"))
+    from lib import world
+    monkeypatch.setattr(world.EmbeddedSource, "check", trip("the data check"))
+    monkeypatch.setattr(world.EmbeddedSource, "load", trip("EmbeddedSource.load"))
+    monkeypatch.setattr(world, "generate", trip("world.generate"))
+
+
+def smoke_cfg() -> dict:
+    return config.load_profile("smoke")
+
+
+def finetune(cfg, task="objects", method="lora", variant="default", hp=None, options=None, variants=None,
+             seed=0):
+    return stages.finetune_stage(cfg, task, method, variant, seed, {**HP, **(hp or {})}, options or {},
+                                 variants or {}, progress=False)
+
+
+# ----------------------------------------------------------------------------- unknown names
+def test_unknown_profile():
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'; valid profiles: mini, paper, smoke"):
+        stages.setup("nope")
+
+
+def test_unknown_task(no_expensive_work):
+    with pytest.raises(ConfigError, match=r"unknown task 'cifar10'; valid tasks: objects, digits, landcover"):
+        finetune(smoke_cfg(), task="cifar10")
+
+
+def test_unknown_method(no_expensive_work):
+    with pytest.raises(ConfigError, match=r"unknown method 'prompt_tuning'; valid methods: "
+                                          r"full, clip_adapter, lora, bitfit, aclip"):
+        finetune(smoke_cfg(), method="prompt_tuning")
+
+
+def test_unknown_variant(no_expensive_work):
+    variants = config.load_stage_params("02_finetune", "smoke", "aclip")["variants"]
+    with pytest.raises(ConfigError, match=r"unknown variant 'qq' of method 'aclip'; valid variants: "
+                                          r"default, q, k, v, qk, qv, kv, first2, image_only, text_only"):
+        finetune(smoke_cfg(), method="aclip", variant="qq", variants=variants)
+
+
+def test_grid_with_unknown_method_or_variant():
+    from lib.grid import runs
+    cfg = smoke_cfg()
+    with pytest.raises(ConfigError, match=r"unknown method 'ia3'; valid: full, clip_adapter"):
+        runs({**cfg, "grid": {**cfg["grid"], "methods": ["full", "ia3"]}})
+    with pytest.raises(ConfigError, match=r"unknown variant 'qq'; valid: q, k, v"):
+        runs({**cfg, "grid": {**cfg["grid"], "ablations": {"aclip": {"variants": ["qq"]}}}})
+
+
+# ----------------------------------------------------------------------------- malformed YAML
+@pytest.fixture
+def params_copy(tmp_path, monkeypatch) -> Path:
+    dest = tmp_path / "params"
+    shutil.copytree(paths.PARAMS, dest)
+    monkeypatch.setattr(paths, "PARAMS", dest)
+    return dest
+
+
+def test_malformed_profile_yaml(params_copy):
+    f = params_copy / "profiles" / "smoke.yaml"
+    f.write_text("extends: mini\ngrid:\n  tasks: [objects, pathology\n  seeds: [0]\n")
+    with pytest.raises(ConfigError, match=rf"(?s)malformed YAML in {f}: .*line 3.*Fix the syntax of that file"):
+        stages.setup("smoke")
+
+
+def test_malformed_stage_yaml(params_copy):
+    f = params_copy / "methods" / "lora.yaml"
+    f.write_text("lr: 1.0e-1\noptions: {rank: 8, alpha: 16\n")
+    with pytest.raises(ConfigError, match=rf"malformed YAML in {f}"):
+        config.load_stage_params("02_finetune", "smoke", "lora")
+
+
+def test_yaml_that_is_not_a_mapping(params_copy):
+    f = params_copy / "02_finetune.yaml"
+    f.write_text("- epochs: 2\n- batch_size: 64\n")
+    with pytest.raises(ConfigError, match=r"must hold a mapping of parameters, not list"):
+        config.load_stage_params("02_finetune", "smoke")
+
+
+# ----------------------------------------------------------------------------- types and ranges
+@pytest.mark.parametrize("hp,match", [
+    ({"lr": -1.0e-3}, r"'lr' must be > 0, got -0.001"),
+    ({"lr": 0}, r"'lr' must be > 0"),
+    ({"lr": "1e-4"}, r"'lr' must be float, got '1e-4' \(str\).*write floats like 1.0e-4"),
+    ({"epochs": 0}, r"'epochs' must be > 0"),
+    ({"epochs": 2.5}, r"'epochs' must be int"),
+    ({"batch_size": True}, r"'batch_size' must be a number, got the boolean True"),
+    ({"momentum": -0.9}, r"'momentum' must be >= 0"),
+    ({"weight_decay": "1e-4"}, r"'weight_decay' must be float"),
+    ({"cosine": "yes"}, r"'cosine' must be bool"),
+    ({"lr_decay": 0.5}, r"unknown hyperparameter\(s\) \['lr_decay'\]"),
+])
+def test_bad_hyperparameters(no_expensive_work, hp, match):
+    with pytest.raises(ConfigError, match=match):
+        finetune(smoke_cfg(), hp=hp)
+
+
+def test_bad_seed(no_expensive_work):
+    with pytest.raises(ConfigError, match=r"'seed' must be >= 0"):
+        finetune(smoke_cfg(), seed=-1)
+
+
+@pytest.mark.parametrize("method,options,match", [
+    ("lora", {"rank": 0}, r"option rank=0 must be a positive integer"),
+    ("lora", {"rank": "8"}, r"'rank' must be int"),
+    ("lora", {"alpha": -1.0}, r"'alpha' must be > 0"),
+    ("lora", {"dropout": 0.1}, r"unknown option\(s\) \['dropout'\] for method 'lora'; valid options: rank, alpha"),
+    ("clip_adapter", {"ratio": 1.5}, r"ratio=1.5 must lie in \[0, 1\]"),
+    ("aclip", {"qkv": "qx"}, r"qkv='qx' must be a non-empty subset"),
+    ("aclip", {"towers": "vision"}, r"'towers'='vision' is not one of"),
+    ("full", {"rank": 4}, r"this method has no options"),
+])
+def test_bad_method_options(no_expensive_work, method, options, match):
+    with pytest.raises(ConfigError, match=match):
+        finetune(smoke_cfg(), method=method, options=options)
+
+
+def test_bad_variant_options(no_expensive_work):
+    with pytest.raises(ConfigError, match=r"option blocks=0 must be >= 1"):
+        finetune(smoke_cfg(), method="aclip", variant="none", variants={"none": {"blocks": 0}})
+
+
+@pytest.mark.parametrize("stage", ["zero_shot", "evaluate"])
+def test_bad_batch_size_other_stages(no_expensive_work, stage):
+    fn = {"zero_shot": stages.zero_shot_stage, "evaluate": stages.evaluate_stage}[stage]
+    with pytest.raises(ConfigError, match=r"'batch_size' must be > 0"):
+        fn(smoke_cfg(), 0, progress=False)
+
+
+def test_bad_pretrain_hp(no_expensive_work):
+    hp = {**config.load_stage_params("00_pretrain", "smoke"), "lr": "5e-4"}
+    with pytest.raises(ConfigError, match=r"'lr' must be float"):
+        stages.pretrain_stage(smoke_cfg(), hp, 0, progress=False)
+
+
+# ----------------------------------------------------------------------------- the real profile's data
+def paper_cfg(root, **data_overrides) -> dict:
+    cfg = config.load_profile("paper")
+    cfg["data"] = {**cfg["data"], "root": str(root), **data_overrides}
+    return cfg
+
+
+@pytest.mark.parametrize("shots,match", [(0, r"'data.shots' must be > 0"), (-16, r"'data.shots' must be > 0"),
+                                         ("16", r"'data.shots' must be int")])
+def test_paper_bad_shots(tmp_path, no_expensive_work, shots, match):
+    with pytest.raises(ConfigError, match=match):
+        stages.zero_shot_stage(paper_cfg(tmp_path, shots=shots), 256, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_paper_missing_or_empty_data_root(tmp_path, no_expensive_work, kind):
+    root = tmp_path / "data"
+    if kind == "empty":
+        root.mkdir()
+    cfg = paper_cfg(root)
+    for call in (lambda: stages.zero_shot_stage(cfg, 256, progress=False),
+                 lambda: finetune(cfg, task="eurosat", method="bitfit"),
+                 lambda: stages.evaluate_stage(cfg, 256, progress=False)):
+        with pytest.raises(FileNotFoundError) as err:
+            call()
+        msg = str(err.value)
+        if "zero_shot.csv" in msg:         # evaluate: its first input is the zero-shot table
+            continue
+        assert str(root) in msg and "download" in msg.lower(), msg
+
+
+def test_paper_empty_class_folder(tmp_path, no_expensive_work):
+    import fixtures_real as fx
+    root = fx.make_eurosat(tmp_path / "data", per_class=2)
+    (tmp_path / "data" / "eurosat" / "2750" / "Forest").mkdir(exist_ok=True)
+    for f in (tmp_path / "data" / "eurosat" / "2750" / "Forest").iterdir():
+        f.unlink()
+    cfg = paper_cfg(root, tasks=["eurosat"])
+    with pytest.raises(ValueError, match="Forest"):
+        finetune(cfg, task="eurosat", method="bitfit")
+
+
+def test_world_not_generated(monkeypatch):
+    """Embedded profile, empty build folder: the data check names the command that makes the world."""
+    monkeypatch.setattr(stages, "base_model", lambda cfg: (_ for _ in ()).throw(Tripwire("model loaded")))
+    with pytest.raises(FileNotFoundError, match=r"embedded world is not generated.*make world PROFILE=smoke"):
+        finetune(smoke_cfg())
+    with pytest.raises(FileNotFoundError, match=r"embedded world is not generated"):
+        stages.zero_shot_stage(smoke_cfg(), 256, progress=False)
+
+
+# ----------------------------------------------------------------------------- corrupt files
+def test_corrupt_image_file(tmp_path):
+    from PIL import Image
+    good, trunc, junk = tmp_path / "good.jpg", tmp_path / "truncated.jpg", tmp_path / "junk.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good)
+    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    junk.write_bytes(b"this is not an image\n" * 10)
+    split = data.Split("t", "d", "test", np.array([0, 1, 0]), ["a", "b"], ["a photo of a {}."],
+                       files=[str(good), str(trunc), str(junk)])
+    ds = data.FileImages(split, preprocess=lambda im: torch.zeros(3))
+    assert ds[0][1] == 0
+    for i, f in ((1, trunc), (2, junk)):
+        with pytest.raises(ValueError, match=rf"corrupt or unreadable image file {f}"):
+            ds[i]
+    bundle = models.Bundle(None, lambda im: torch.zeros(3), None, "x", None, 32, (0,), (1,), torch.device("cpu"))
+    with pytest.raises(ValueError, match=rf"corrupt or unreadable image file {trunc}"):
+        list(data.iterate(split, bundle, batch_size=3))
+
+
+@pytest.fixture(scope="module")
+def other_arch_checkpoints(tmp_path_factory):
+    """Checkpoints of ClipMis-Tiny variants: narrower vision tower, shallower text tower."""
+    import open_clip
+    d = tmp_path_factory.mktemp("archs")
+    base = json.loads((models.MODEL_CONFIGS / "ClipMis-Tiny.json").read_text())
+    narrow = json.loads(json.dumps(base))
+    narrow["vision_cfg"].update(width=64, head_width=16)
+    shallow = json.loads(json.dumps(base))
+    shallow["text_cfg"]["layers"] = 2
+    for name, c in (("ClipMisTest-Narrow", narrow), ("ClipMisTest-Shallow", shallow)):
+        (d / f"{name}.json").write_text(json.dumps(c))
+    open_clip.add_model_config(d)
+    out = {}
+    for name in ("ClipMisTest-Narrow", "ClipMisTest-Shallow"):
+        out[name] = models.save_checkpoint(models.create(name, device="cpu", seed=0).model,
+                                           d / f"{name}.safetensors")
+    return out
+
+
+@pytest.mark.parametrize("name,detail", [("ClipMisTest-Narrow", "size mismatch"),
+                                         ("ClipMisTest-Shallow", "Missing key")])
+def test_checkpoint_of_another_architecture(other_arch_checkpoints, name, detail):
+    ck = other_arch_checkpoints[name]
+    with pytest.raises(ConfigError, match=rf"(?s)checkpoint {ck} does not fit model 'ClipMis-Tiny' "
+                                          rf"\(another architecture\?\).*{detail}"):
+        models.create("ClipMis-Tiny", pretrained=str(ck), device="cpu")
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the pretraining stage first"):
+        models.create("ClipMis-Tiny", pretrained=str(tmp_path / "nope.safetensors"), device="cpu")
+    with pytest.raises(FileNotFoundError, match=r"no pretrained checkpoint .*make pretrain PROFILE=smoke"):
+        stages.base_model(smoke_cfg())
+
+
+# ----------------------------------------------------------------------------- divergence keeps the old run
+class TinySource(data.DatasetSource):
+    """One 3-class task with a colour cue, 24 train / 12 val images of 32x32 (no world needed)."""
+    classes = ["red thing", "green thing", "blue thing"]
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def tasks(self):
+        return {"toy": data.TaskSpec("toy", self.classes, ["a photo of a {}."], "id", ["shifted"])}
+
+    def load(self, task, domain, split):
+        spec = self.task(task)
+        n = {"train": 24, "val": 12, "test": 12}[split]
+        rng = np.random.default_rng(("train", "val", "test").index(split))
+        y = np.arange(n) % 3
+        x = rng.integers(0, 100, (n, 32, 32, 3), dtype=np.uint8)
+        x[np.arange(n), :, :, y] += 150
+        return data.Split(task, domain, split, y, spec.classnames, spec.templates, images=x,
+                          fingerprint=f"toy-{split}")
+
+
+data.register_source("bad-input-tiny")(TinySource)
+
+
+def test_diverging_rerun_keeps_the_earlier_run(tmp_path):
+    cfg = {"name": "badinput", "data": {"source": "bad-input-tiny"}, "device": "cpu",
+           "model": {"name": "ClipMis-Tiny", "pretrained": None}}   # random init: no checkpoint needed
+    first = finetune(cfg, task="toy", method="full", hp={"epochs": 2, "lr": 1.0e-3})
+    assert first["reused"] is False
+    rdir = paths.run_dir("badinput", "toy", "full", "default", 0)
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in rdir.iterdir()}
+    assert {"row.json", "meta.json", "trainable.safetensors"} <= set(files)
+
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        finetune(cfg, task="toy", method="full", hp={"epochs": 2, "lr": 1.0e30})
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in rdir.iterdir()}
+    assert after == files, "a failed rerun changed or removed files of the earlier completed run"
+
+    # and the earlier result is still the finished run of its request: reused, not retrained
+    again = finetune(cfg, task="toy", method="full", hp={"epochs": 2, "lr": 1.0e-3})
+    assert again["reused"] is True and again["best_val_acc"] == first["best_val_acc"]
+
+
+def test_failure_while_saving_keeps_the_earlier_run(tmp_path, monkeypatch):
+    """A crash while the new run's files are written (here: disk full) leaves the old run whole."""
+    from lib import train
+    cfg = {"name": "badinput", "data": {"source": "bad-input-tiny"}, "device": "cpu",
+           "model": {"name": "ClipMis-Tiny", "pretrained": None}}
+    finetune(cfg, task="toy", method="bitfit", hp={"lr": 1.0e-2})
+    rdir = paths.run_dir("badinput", "toy", "bitfit", "default", 0)
+    files = {p.name: p.read_bytes() for p in rdir.iterdir()}
+    real_save = train.save_run
+
+    def save_then_fail(res, run_dir, meta=None):
+        real_save(res, run_dir, meta)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(train, "save_run", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        finetune(cfg, task="toy", method="bitfit", hp={"lr": 2.0e-2})
+    assert {p.name: p.read_bytes() for p in rdir.iterdir()} == files
+
+
+def test_param_table_cache_concurrent_writers(monkeypatch):
+    """Two runs (make -j) filling the shared param-table cache at once must not collide on a temp name."""
+    import pandas as pd
+
+    from lib import methods
+    df = pd.DataFrame({"method": ["full"], "trainable": [1]})
+    monkeypatch.setattr(methods, "param_table", lambda name: df)
+    real_to_csv = pd.DataFrame.to_csv
+    calls = []
+
+    def to_csv_with_a_second_writer(self, path, *a, **k):
+        out = real_to_csv(self, path, *a, **k)
+        if not calls:                 # while this writer holds its temp file, another run writes
+            calls.append(path)
+            stages.param_table_cached("badinput", "X")
+        return out
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv_with_a_second_writer)
+    got = stages.param_table_cached("badinput", "X")
+    assert got.equals(df) and (paths.cache_dir("badinput") / "param_table_X.csv").exists()
+    assert not [p for p in paths.cache_dir("badinput").iterdir() if ".tmp" in p.name]
+
+
+# ----------------------------------------------------------------------------- through Make + papermill
+def _copy_repo(dest: Path, with_smoke_build: Path | None) -> Path:
+    """The working tree (sources with their mtimes, and .git) without venv or builds."""
+    ignore = shutil.ignore_patterns(".venv", "build", "__pycache__", ".pytest_cache", "*.tmp.ipynb",
+                                    "*.failed.ipynb", "paper_figures.tmp", ".ipynb_checkpoints")
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+    if with_smoke_build is not None:
+        shutil.copytree(with_smoke_build, dest / "build" / "smoke", symlinks=True)
+    # never let Make reinstall the shared venv from the copy
+    inst = ROOT / ".venv" / ".installed"
+    if inst.exists():
+        t = inst.stat().st_mtime
+        os.utime(dest / "requirements-lock.txt", (t - 1, t - 1))
+    return dest
+
+
+def _make(repo: Path, *args, timeout=600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIPMIS_BUILD", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", "--no-print-directory", f"VENV={ROOT / '.venv'}", *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_make_stops_on_bad_param_and_keeps_results(tmp_path):
+    """`lr: 1e-4` (YAML reads a string) in a method's params: Make exits non-zero, nothing earlier changes."""
+    src_build = Path(os.environ.get("CLIPMIS_SMOKE_BUILD", ROOT / "build" / "smoke"))
+    if not (src_build / "04_figures.ipynb").exists():
+        pytest.skip(f"needs a finished smoke build in {src_build} (make smoke; `make test` makes it first)")
+    repo = _copy_repo(tmp_path / "repo", src_build)
+    b = repo / "build" / "smoke"
+    q = _make(repo, "-q", "build/smoke/04_figures.ipynb", "PROFILE=smoke")
+    if q.returncode != 0:
+        pytest.skip(f"the smoke build in {src_build} is not up to date with the sources (run make smoke)")
+    before = {k: v for k, v in _snapshot(b).items() if k != "grid.mk"}   # grid.mk is regenerated
+    f = repo / "params" / "methods" / "lora.yaml"
+    f.write_text(f.read_text().replace("lr: 1.0e-1", "lr: 1e-4"))
+    assert "lr: 1e-4" in f.read_text()
+
+    r = _make(repo, "reproduce", "PROFILE=smoke", "JOBS=2")
+    assert r.returncode != 0, r.stdout[-3000:]
+    assert "FAILED: see build/smoke/runs/" in r.stderr and "lora-default" in r.stderr, r.stderr[-3000:]
+    failed = sorted(b.glob("runs/*/lora-default/seed0/*.failed.ipynb"))
+    assert failed, "the failed notebook is kept for inspection"
+    assert any("must be float, got '1e-4'" in p.read_text() for p in failed)
+    after = _snapshot(b)
+    changed = sorted(k for k in before if after.get(k) != before[k])
+    assert not changed, f"earlier results changed or disappeared: {changed}"
+    new = sorted(set(after) - set(before))
+    assert all(k.endswith(".failed.ipynb") or k == "grid.mk" or k.startswith("cache/") for k in new), new
+    assert not (b / "runs/objects/lora-default/seed0/02_finetune.ipynb.tmp.ipynb").exists()
