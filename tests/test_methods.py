@@ -17,21 +17,7 @@ from lib.data import Split, iterate  # noqa: E402
 
 N_CLASSES = 4
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model's ops are too small for intra-op threads; on a shared 2-core machine two
-    OpenMP threads made these tests ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return models.create("ClipMis-Tiny", device="cpu", seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

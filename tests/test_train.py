@@ -17,6 +17,7 @@ from lib.data import Split, iterate  # noqa: E402
 
 CLASSES = ["cat", "dog", "car", "tree"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 HP = {"epochs": 2, "batch_size": 16, "lr": 0.05}
 HP1 = {**HP, "epochs": 1}
 
@@ -28,21 +29,6 @@ def _split(n, seed, name):
     images[np.arange(n), :, :, labels % 3] += 120  # a learnable colour cue per class
     return Split(task="t", domain="d", split=name, labels=labels, classnames=CLASSES,
                  templates=TEMPLATES, images=images)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model's ops are too small for intra-op threads; on a shared 2-core machine two
-    OpenMP threads made these tests ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return models.create("ClipMis-Tiny", device="cpu", seed=0)
 
 
 @pytest.fixture(scope="module")
