@@ -154,7 +154,7 @@ def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, prof
     """Rows of evaluation.csv for one run (cached in ``<run_dir>/eval.json``)."""
     from . import train
     meta = json.loads((Path(run_dir) / "meta.json").read_text())
-    state_fp = config_fp = _file_hash(Path(run_dir) / "trainable.safetensors")
+    state_fp = _file_hash(Path(run_dir) / "trainable.safetensors")
     splits = eval_splits(source)
     key = {"version": EVAL_VERSION, "state": state_fp, "request": meta.get("request_fingerprint"),
            "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits}}
@@ -169,7 +169,7 @@ def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, prof
     text_cache = {}
     for task, domain, split in splits:
         s = source.load(task, domain, split)
-        img = image_embeddings(clf, base, s, f"run:{config_fp}:{meta.get('request_fingerprint')}",
+        img = image_embeddings(clf, base, s, f"run:{state_fp}:{meta.get('request_fingerprint')}",
                                profile, batch_size, num_workers)
         if task not in text_cache:
             text_cache[task] = text_embeddings(clf, base, s.classnames, s.templates)

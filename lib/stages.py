@@ -246,8 +246,10 @@ def evaluate_stage(cfg: dict, batch_size: int, num_workers: int = 0, progress: b
         rows += evaluate_run(paths.profile_dir(profile) / r.rel, base, source, zs_rows, profile,
                              batch_size, num_workers)
     df = pd.DataFrame(rows)[EVAL_COLUMNS]
-    prov = provenance.collect(cfg, stage="03_evaluate", runs=len(grid),
-                              zero_shot_model=zs.attrs.get("model_state"))
+    # a CSV read back has no attrs: take the zero-shot model's state from that stage's provenance
+    zs_prov = zs_f.with_name(zs_f.name + ".provenance.json")
+    zs_model = json.loads(zs_prov.read_text()).get("model_state") if zs_prov.exists() else None
+    prov = provenance.collect(cfg, stage="03_evaluate", runs=len(grid), zero_shot_model=zs_model)
     write_csv(df, paths.results_dir(profile) / "evaluation.csv", prov)
     return df
 
