@@ -1,95 +1,162 @@
-# The study as a DAG: world+pretrain -> zero-shot -> fine-tune runs -> evaluate -> figures.
-# Every executed notebook is a target under build/<profile>/; papermill writes a temporary file that
-# is moved into place only when the notebook ran through.
+# The study as a DAG: world+pretrain -> zero-shot -> fine-tuning units -> evaluation units -> figures.
+# Every executed notebook and every result table is a target under $(BUILD)/<profile>/. A notebook runs
+# into <target>.tmp.ipynb (look there while it runs) and is moved into place only when it ran through.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
 .SUFFIXES:
 
 PROFILE ?= mini
+# the profile whose figures, tables and notebooks are published to paper_figures/
+PUBLISH_PROFILE ?= mini
+# JOBS units run at once, each on CPU_CORES / JOBS threads (a single job uses every core)
+JOBS ?= 2
+# prefix of every unit of work, e.g. LAUNCH="srun --gres=gpu:1 -c 8" inside a SLURM allocation
+LAUNCH ?=
+# PY: the interpreter that runs everything. Default: the project's .venv (made by `make setup` from the
+# lock); PY=python (or any interpreter) uses the active environment and never builds .venv.
 VENV ?= .venv
 PYTHON ?= python3
-PY := $(VENV)/bin/python
-# fine-tuning runs are many small processes: run JOBS at once, each on CPU_CORES/JOBS threads
-JOBS ?= 2
-# the profile whose figures are published to paper_figures/
-PUBLISH_PROFILE ?= mini
-CPU_CORES := $(shell nproc 2>/dev/null || echo 2)
-FT_THREADS := $(shell echo $$(( $(CPU_CORES) / $(JOBS) > 0 ? $(CPU_CORES) / $(JOBS) : 1 )))
-B := build/$(PROFILE)
+PY ?= $(VENV)/bin/python
+BUILD ?= $(or $(CLIPMIS_BUILD),build)
+export CLIPMIS_BUILD := $(abspath $(BUILD))
+B := $(BUILD)/$(PROFILE)
 NB := notebooks
 P := params
+CPU_CORES := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+THREADS := $(shell echo $$(( $(CPU_CORES) / $(JOBS) > 0 ? $(CPU_CORES) / $(JOBS) : 1 )))
+UNIT_ENV := CLIPMIS_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
+CLIPMIS_T0 ?= $(shell date +%s)
+export CLIPMIS_T0
 export PYTHONHASHSEED := 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: all reproduce smoke setup test test-lib test-notebooks world pretrain zero-shot finetune evaluate figures bench dry-run clean-profile help
+.PHONY: all reproduce smoke setup test test-unit test-notebooks world pretrain zero-shot finetune evaluate figures \
+        bench verify dry-run commands clean-profile help
 all: reproduce
 
 help:
-	@echo "make reproduce [PROFILE=mini|smoke|paper]  run the whole study (creates .venv first)"
-	@echo "make smoke                                  the same DAG on tiny sizes"
-	@echo "make test                                   unit tests + notebook tests (nbval)"
+	@echo "make reproduce [PROFILE=mini|smoke|paper]  the whole study (creates .venv first unless PY=... is given)"
+	@echo "make smoke                                  the same DAG on tiny sizes (build/smoke)"
+	@echo "make test                                   unit tests + notebook tests (nbval), as CI runs them"
+	@echo "make test-unit                              the fast unit tests only (pytest -m 'not slow')"
 	@echo "make bench                                  benchmark table"
+	@echo "make verify                                 compare a fresh run with paper_figures/ (tolerances, verdicts)"
 	@echo "make dry-run PROFILE=paper                  show the commands the DAG would run"
+	@echo "make commands PROFILE=paper                 one shell command per unit of work (SLURM arrays, ...)"
+	@echo "make clean-profile PROFILE=<name>           delete build/<name> (one profile only)"
+	@echo "variables: PROFILE JOBS LAUNCH PY BUILD (or CLIPMIS_BUILD)"
+
+# ------------------------------------------------------------------ inputs are checked before any work
+PROFILES := $(basename $(notdir $(wildcard $(P)/profiles/*.yaml)))
+NO_PROFILE_GOALS := help setup
+ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),all)),)
+ifneq ($(words $(PROFILE)),1)
+$(error PROFILE='$(PROFILE)' is not a profile; valid profiles: $(PROFILES) (files params/profiles/<name>.yaml))
+endif
+ifeq ($(filter $(PROFILE),$(PROFILES)),)
+$(error PROFILE='$(PROFILE)' is not a profile; valid profiles: $(PROFILES) (files params/profiles/<name>.yaml))
+endif
+endif
 
 # ------------------------------------------------------------------ environment
-setup: $(VENV)/.installed
-$(VENV)/.installed: requirements-lock.txt
+ifeq ($(PY),$(VENV)/bin/python)
+SETUP := $(VENV)/.installed
+setup: $(SETUP)
+$(VENV)/.installed: requirements-lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-lock.txt
-	$(PY) -c "import torch, torchvision, open_clip, peft, papermill, nbval; print('environment ok: torch', torch.__version__)"
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -c "import torch, torchvision, open_clip, peft, papermill, nbval, lib; print('environment ok: torch', torch.__version__)"
 	touch $@
+else
+SETUP :=
+setup:
+	@$(PY) -c "import torch, open_clip, peft, papermill, lib" 2>/dev/null \
+	  || { echo "PY=$(PY) lacks the project's packages: run '$(PY) -m pip install -r requirements-colab.txt && $(PY) -m pip install -e .' (or use the default .venv: make setup)" >&2; exit 1; }
+	@echo "using $(PY) ($$($(PY) -c 'import sys; print(sys.prefix)')); no .venv"
+endif
 
 # ------------------------------------------------------------------ papermill
-# $(1) notebook name, $(2) output notebook, $(3) extra papermill args
-pfiles = $(foreach f,$(wildcard $(P)/$(1).yaml $(P)/$(PROFILE)/$(1).yaml),-f $(f))
+# $(1) notebook, $(2) output notebook, $(3) extra papermill args, $(4) environment assignments
 define papermill
 	@mkdir -p $(dir $(2))
-	$(4) $(PY) -m papermill $(NB)/$(1).ipynb $(2).tmp.ipynb -k python3 --cwd . --no-progress-bar --log-output \
-	  $(call pfiles,$(1)) -p profile $(PROFILE) $(3) \
+	$(4) $(LAUNCH) $(PY) -m papermill $(NB)/$(1).ipynb $(2).tmp.ipynb -k python3 --cwd . --no-progress-bar --log-output \
+	  -p profile $(PROFILE) $(3) \
 	  || { mv -f $(2).tmp.ipynb $(2).failed.ipynb 2>/dev/null; echo "FAILED: see $(2).failed.ipynb" >&2; exit 1; }
 	mv $(2).tmp.ipynb $(2)
 endef
+# the parameter files of a stage (their values reach the notebook through lib.config)
+pfiles = $(wildcard $(P)/$(1).yaml $(P)/$(PROFILE)/$(1).yaml)
 
-PROFILE_YAML := $(P)/profiles/$(PROFILE).yaml $(wildcard $(P)/profiles/*.yaml)
-CORE := lib/__init__.py lib/config.py lib/paths.py lib/data.py lib/models.py lib/provenance.py lib/stages.py $(wildcard lib/real_data.py)
+PROFILE_YAML := $(wildcard $(P)/profiles/*.yaml)
+CODE_BASE := lib/__init__.py lib/config.py lib/paths.py lib/io.py lib/provenance.py lib/data.py lib/models.py \
+             lib/pipeline/__init__.py lib/pipeline/common.py $(wildcard lib/real_data.py lib/progress.py lib/determinism.py lib/schema.py)
+
+# ------------------------------------------------------------------ the grid (one rule per unit), checked first
+$(B)/grid.mk: $(SETUP) $(PROFILE_YAML) lib/config.py lib/pipeline/grid.py $(wildcard $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
+	@mkdir -p $(@D)
+	$(PY) -m lib.pipeline.grid $(PROFILE) --make > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
 # ------------------------------------------------------------------ stages
-$(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(wildcard $(P)/00_pretrain.yaml $(P)/$(PROFILE)/00_pretrain.yaml) $(PROFILE_YAML) $(CORE) lib/world.py lib/pretrain.py
+$(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(call pfiles,00_pretrain) $(PROFILE_YAML) $(CODE_BASE) \
+                        lib/world.py lib/pretrain.py lib/schedule.py lib/pipeline/pretrain.py
 	$(call papermill,00_pretrain,$@)
 
-$(B)/01_zero_shot.ipynb: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb $(wildcard $(P)/01_zero_shot.yaml $(P)/$(PROFILE)/01_zero_shot.yaml) $(CORE) lib/evaluate.py lib/metrics.py
-	$(call papermill,01_zero_shot,$@)
+$(B)/results/zero_shot.csv $(B)/01_zero_shot.ipynb &: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb \
+                        $(call pfiles,01_zero_shot) $(CODE_BASE) lib/evaluate.py lib/metrics.py lib/pipeline/zero_shot.py
+	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb)
 
-FT_DEPS := $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(wildcard $(P)/02_finetune.yaml $(P)/$(PROFILE)/02_finetune.yaml) $(CORE) lib/methods.py lib/train.py
-# one rule per run, generated from the profile's grid
-define run_finetune
-	$(call papermill,02_finetune,$@,$(foreach f,$(5),-f $(f)) -p task $(1) -p method $(2) -p variant $(3) -p seed $(4),CLIPMIS_THREADS=$(FT_THREADS))
+# one 02_finetune execution per (task, method) unit; one evaluation job per unit (rules in grid.mk)
+FT_DEPS := $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(call pfiles,02_finetune) $(CODE_BASE) \
+           lib/methods.py lib/train.py lib/schedule.py lib/pipeline/finetune.py lib/pipeline/grid.py
+define finetune_unit
+	$(call papermill,02_finetune,$@,-p task $(1) -p method $(2),$(UNIT_ENV))
+	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune
 endef
-$(B)/grid.mk: $(VENV)/.installed $(PROFILE_YAML) lib/grid.py $(wildcard $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
-	@mkdir -p $(dir $@)
-	$(PY) -m lib.grid $(PROFILE) > $@.tmp && mv $@.tmp $@
-ifeq ($(filter setup help clean-profile,$(MAKECMDGOALS)),)
--include $(B)/grid.mk
+EVAL_DEPS := $(B)/results/zero_shot.csv $(call pfiles,03_evaluate) $(CODE_BASE) lib/evaluate.py lib/metrics.py \
+             lib/train.py lib/methods.py lib/pipeline/evaluate.py
+define evaluate_unit
+	@mkdir -p $(@D)
+	$(UNIT_ENV) $(LAUNCH) $(PY) -m lib.pipeline.evaluate $(PROFILE) $(1) $(2)
+	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress evaluate
+endef
+
+# the unit rules need FT_DEPS / EVAL_DEPS defined above (prerequisites expand when read)
+GRID_GOALS := $(filter-out help setup clean-profile test test-unit test-notebooks bench smoke verify,$(or $(MAKECMDGOALS),all))
+ifneq ($(GRID_GOALS),)
+include $(B)/grid.mk
 endif
 
-$(B)/results/finetune.csv: $(RUNS) lib/stages.py
-	$(PY) -m lib.aggregate finetune $(PROFILE)
+$(B)/results/finetune.csv: $(FT_NOTEBOOKS) lib/pipeline/aggregate.py
+	$(PY) -m lib.pipeline.aggregate finetune $(PROFILE)
 
-$(B)/03_evaluate.ipynb: $(NB)/03_evaluate.ipynb $(B)/results/finetune.csv $(B)/01_zero_shot.ipynb $(wildcard $(P)/03_evaluate.yaml $(P)/$(PROFILE)/03_evaluate.yaml) $(CORE) lib/evaluate.py lib/metrics.py lib/analysis.py
-	$(call papermill,03_evaluate,$@)
+$(B)/results/evaluation.csv $(B)/03_evaluate.ipynb &: $(NB)/03_evaluate.ipynb $(EVAL_CSVS) $(B)/results/finetune.csv \
+                        lib/pipeline/aggregate.py
+	$(call papermill,03_evaluate,$(B)/03_evaluate.ipynb)
 
-$(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/03_evaluate.ipynb $(wildcard $(P)/04_figures.yaml $(P)/$(PROFILE)/04_figures.yaml) lib/plots.py lib/analysis.py lib/manifest.py
+FIG_CODE := $(wildcard lib/plots.py lib/analysis.py lib/analysis/*.py lib/stats.py lib/manifest.py lib/pipeline/publish.py)
+$(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/results/evaluation.csv $(B)/results/finetune.csv \
+                       $(call pfiles,04_figures) $(FIG_CODE)
 	$(call papermill,04_figures,$@,$(if $(filter $(PROFILE),$(PUBLISH_PROFILE)),-p publish True))
 
-world pretrain: setup $(B)/00_pretrain.ipynb
-zero-shot: setup $(B)/01_zero_shot.ipynb
-finetune: setup $(B)/results/finetune.csv
-evaluate: setup $(B)/03_evaluate.ipynb
-figures: setup $(B)/04_figures.ipynb
+# ------------------------------------------------------------------ entry points (one make per profile at a time)
+LOCKED = $(PY) -m lib.pipeline.lock $(B)/.lock --
+world pretrain: setup
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/00_pretrain.ipynb PROFILE=$(PROFILE)
+zero-shot: setup
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/results/zero_shot.csv PROFILE=$(PROFILE)
+finetune: setup
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/results/finetune.csv PROFILE=$(PROFILE)
+evaluate: setup
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/results/evaluation.csv PROFILE=$(PROFILE)
+figures: setup
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
 
 reproduce: setup
-	$(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
+	@if $(PY) -c "import lib.pipeline.publish" 2>/dev/null; then $(PY) -m lib.pipeline.publish $(PROFILE) --summary; \
+	  else echo "figures and tables: $(B)/figures/"; fi
 
 smoke: setup
 	$(MAKE) --no-print-directory reproduce PROFILE=smoke
@@ -97,14 +164,30 @@ smoke: setup
 dry-run: setup
 	$(MAKE) --no-print-directory -n $(B)/04_figures.ipynb PROFILE=$(PROFILE)
 
+commands: setup
+	@$(PY) -m lib.pipeline.grid $(PROFILE) --commands --python "$(PY)"
+
 # ------------------------------------------------------------------ tests and benchmarks
+# Notebook tests run on a copy of build/smoke (CLIPMIS_BUILD=$(BUILD)/nbval): the notebooks take every
+# value from params/ as the pipeline does, find every run complete, and never touch build/smoke.
+NBVAL_BUILD := $(abspath $(BUILD))/nbval
 test: setup
 	$(MAKE) --no-print-directory smoke
 	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(NB)
+	$(MAKE) --no-print-directory test-notebooks
+
+test-unit: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-notebooks: setup
+	rm -rf $(NBVAL_BUILD) && mkdir -p $(NBVAL_BUILD) && cp -a $(abspath $(BUILD))/smoke $(NBVAL_BUILD)/smoke
+	CLIPMIS_BUILD=$(NBVAL_BUILD) $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(NB)
 
 bench: setup
 	$(PY) bench/run_all.py
 
+verify: setup
+	$(PY) -m lib.pipeline.verify $(PROFILE)
+
 clean-profile:
-	rm -rf $(B)
+	rm -rf -- "$(abspath $(B))"

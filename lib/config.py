@@ -119,3 +119,27 @@ def code_fingerprint(*modules: str) -> str:
     for m in modules:
         h.update((paths.ROOT / "lib" / f"{m}.py").read_bytes())
     return h.hexdigest()[:16]
+
+
+# --- interim API (the schema-validating loader replaces these) -------------------------------
+def check_profile_name(name: str) -> str:
+    if not name or "/" in name or name not in available_profiles():
+        raise ConfigError(f"PROFILE={name!r} is not a profile; valid profiles: {', '.join(available_profiles())} "
+                          f"(each is a file params/profiles/<name>.yaml)")
+    return name
+
+
+def param_files(stage: str, profile: str, method: str | None = None) -> list[Path]:
+    return stage_param_files(stage, profile, method)
+
+
+def stage_params(stage: str, profile: str) -> dict:
+    return load_stage_params(stage, profile)
+
+
+def method_params(method: str, profile: str) -> dict:
+    out: dict = {}
+    for f in (paths.PARAMS / "methods" / f"{method}.yaml", paths.PARAMS / profile / "methods" / f"{method}.yaml"):
+        if f.exists():
+            out = deep_merge(out, read_yaml(f))
+    return out

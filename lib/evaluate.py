@@ -6,42 +6,28 @@ Embeddings of each (model state, dataset split, preprocessing) are computed once
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics, models, paths
+from . import io, metrics, models, paths
 from .data import DatasetSource, Split, iterate
+from .progress_compat import progress_iter
 
 
 # ----------------------------------------------------------------------------- encoders
-def _is_classifier(m) -> bool:
-    return hasattr(m, "trainable_state")
-
-
 def encode_images(encoder, x: torch.Tensor) -> torch.Tensor:
-    if _is_classifier(encoder):
-        return encoder.encode_image(x)
+    """Normalised image features of an open_clip CLIP or a fine-tuned classifier."""
     return encoder.encode_image(x, normalize=True)
-
-
-def encode_tokens(encoder, tokens: torch.Tensor) -> torch.Tensor:
-    if _is_classifier(encoder):
-        return encoder.encode_text(tokens)
-    return encoder.encode_text(tokens, normalize=True)
 
 
 @torch.no_grad()
 def text_embeddings(encoder, bundle, classnames, templates) -> np.ndarray:
     """Class-prompt embeddings (templates averaged, normalised), (n_classes, dim)."""
     encoder.eval()
-    tokens = models.tokenize(bundle, models.prompts_for(classnames, templates))
-    f = encode_tokens(encoder, tokens).view(len(classnames), len(templates), -1).mean(1)
-    return torch.nn.functional.normalize(f, dim=-1).float().cpu().numpy()
+    tokens = models.prompt_tokens(bundle, classnames, templates)
+    return models.class_text_features(encoder, tokens, len(classnames), len(templates)).float().cpu().numpy()
 
 
 def _cache_key(state_fp: str, split: Split, bundle, kind: str, extra: str = "") -> str:
@@ -51,38 +37,73 @@ def _cache_key(state_fp: str, split: Split, bundle, kind: str, extra: str = "") 
 
 
 @torch.no_grad()
-def image_embeddings(encoder, bundle, split: Split, state_fp: str, profile: str,
-                     batch_size: int = 256, num_workers: int = 0, progress: bool = False) -> np.ndarray:
-    """Normalised image embeddings of a split, cached by (model state, split, preprocessing)."""
-    from tqdm.auto import tqdm
-    key = _cache_key(state_fp, split, bundle, "img")
-    f = paths.cache_dir(profile) / f"{key}.npy"
-    if f.exists():
-        return np.load(f)
-    encoder.eval()
-    feats = []
+def _encode(fn, bundle, split: Split, batch_size: int, num_workers: int, progress: bool) -> list[torch.Tensor]:
     amp = bundle.device.type == "cuda"
+    out = []
     it = iterate(split, bundle, batch_size, num_workers=num_workers)
     n_batches = (len(split) + batch_size - 1) // batch_size
-    for x, _ in tqdm(it, total=n_batches, desc=f"encode {split.task}/{split.domain}", disable=not progress, leave=False):
+    for x, _ in progress_iter(it, total=n_batches, label=f"encode {split.task}/{split.domain}",
+                              enabled=progress):
         with torch.autocast("cuda", enabled=amp):
-            feats.append(encode_images(encoder, x).float().cpu())
-    out = torch.nn.functional.normalize(torch.cat(feats), dim=-1).numpy()
-    paths.ensure(f.parent)
-    tmp = f.with_name(f.name + ".tmp.npy")
-    np.save(tmp, out)
-    os.replace(tmp, f)
+            out.append(fn(x).float().cpu())
     return out
 
 
+@torch.no_grad()
+def image_embeddings(encoder, bundle, split: Split, state_fp: str, profile: str,
+                     batch_size: int = 256, num_workers: int = 0, progress: bool = False) -> np.ndarray:
+    """Normalised image embeddings of a split, cached by (model state, split, preprocessing).
+
+    A cache file that cannot be read or has the wrong length is recomputed."""
+    f = paths.cache_dir(profile) / f"{_cache_key(state_fp, split, bundle, 'img')}.npy"
+    cached = io.load_npy(f, len(split)) if f.exists() else None
+    if cached is not None:
+        return cached
+    encoder.eval()
+    feats = _encode(lambda x: encode_images(encoder, x), bundle, split, batch_size, num_workers, progress)
+    out = torch.nn.functional.normalize(torch.cat(feats), dim=-1).numpy()
+    io.save_npy(f, out)
+    return out
+
+
+@torch.no_grad()
+def raw_image_features(model, bundle, split: Split, state_fp: str, profile: str, batch_size: int = 256,
+                       num_workers: int = 0) -> list[torch.Tensor]:
+    """The un-normalised image features of an open_clip CLIP, per batch of ``batch_size`` (cached).
+
+    Methods whose image tower stays frozen (CLIP-Adapter) map these base features instead of
+    re-encoding the images (the same batches, so the same numbers)."""
+    f = paths.cache_dir(profile) / f"{_cache_key(state_fp, split, bundle, 'raw', str(batch_size))}.npy"
+    cached = io.load_npy(f, len(split)) if f.exists() else None
+    if cached is None:
+        model.eval()
+        cached = torch.cat(_encode(lambda x: model.encode_image(x), bundle, split, batch_size,
+                                   num_workers, False)).numpy()
+        io.save_npy(f, cached)
+    return list(torch.from_numpy(cached).to(bundle.device).split(batch_size))
+
+
+def image_tower(classifier) -> str:
+    """How a fine-tuned classifier's image features relate to its base model's:
+    ``"base"`` (identical: nothing on the image side trains), ``"adapter"`` (a trained map of the
+    frozen base features) or ``"changed"``."""
+    visual_trains = any(p.requires_grad for p in classifier.clip.visual.parameters())
+    if visual_trains:
+        return "changed"
+    return "adapter" if classifier.image_adapter is not None else "base"
+
+
 # ----------------------------------------------------------------------------- measures
+MEASURES = ("acc", "acs", "ss", "class_ss", "modality_gap")
+
+
 def measures(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> dict:
-    """Every per-(model, data) measure of alignment and accuracy."""
+    """Every per-(model, data) measure of alignment and accuracy (names as in every table)."""
     return {
-        "zero_shot_acc": metrics.zero_shot_accuracy(img, txt, labels),
+        "acc": metrics.zero_shot_accuracy(img, txt, labels),
         "acs": metrics.average_cosine_similarity(img, txt, labels),
-        "silhouette": metrics.modality_silhouette(img, txt),
-        "class_silhouette": metrics.class_silhouette(img, labels),
+        "ss": metrics.modality_silhouette(img, txt),
+        "class_ss": metrics.class_silhouette(img, labels),
         "modality_gap": metrics.modality_gap(img, txt),
     }
 
@@ -97,11 +118,10 @@ def eval_splits(source: DatasetSource) -> list[tuple[str, str, str]]:
 
 def zero_shot_table(bundle, source: DatasetSource, profile: str, batch_size: int = 256,
                     num_workers: int = 0, progress: bool = True) -> pd.DataFrame:
-    from tqdm.auto import tqdm
     state_fp = models.state_fingerprint(bundle.model)
     rows = []
     text_cache: dict[str, np.ndarray] = {}
-    for task, domain, split in tqdm(eval_splits(source), desc="zero-shot", disable=not progress):
+    for task, domain, split in progress_iter(eval_splits(source), label="zero-shot", enabled=progress):
         s = source.load(task, domain, split)
         img = image_embeddings(bundle.model, bundle, s, state_fp, profile, batch_size, num_workers)
         if task not in text_cache:
@@ -117,76 +137,39 @@ def zero_shot_table(bundle, source: DatasetSource, profile: str, batch_size: int
     return df
 
 
-def write_csv(df: pd.DataFrame, path: Path, provenance: dict | None = None) -> Path:
-    """Atomic CSV write, with a ``.provenance.json`` beside it."""
-    path = Path(path)
-    paths.ensure(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, path)
-    if provenance is not None:
-        ptmp = path.with_name(path.name + ".provenance.json.tmp")
-        ptmp.write_text(json.dumps(provenance, indent=1, default=str))
-        os.replace(ptmp, path.with_name(path.name + ".provenance.json"))
-    return path
-
-
 # ----------------------------------------------------------------------------- after fine-tuning
-EVAL_VERSION = 1
-EVAL_COLUMNS = ["train_task", "method", "variant", "seed", "eval_task", "eval_domain", "schema",
-                "n_images", "acc_zero_shot", "acc_finetuned", "acs_zero_shot", "acs_finetuned",
-                "silhouette_zero_shot", "silhouette_finetuned", "class_silhouette_zero_shot",
-                "class_silhouette_finetuned", "modality_gap_zero_shot", "modality_gap_finetuned"]
+EVAL_COLUMNS = ["train_task", "method", "variant", "seed", "eval_task", "eval_domain", "schema", "n_images",
+                *[f"{m}_{w}" for m in MEASURES for w in ("zero_shot", "finetuned")]]
 
 
 def schema_of(train_task: str, eval_task: str, eval_domain: str, id_domain: str) -> str:
+    """ID (the trained task's ID test), DG (its shifted domains) or CF (any other task)."""
     if eval_task != train_task:
         return "CF"
     return "ID" if eval_domain == id_domain else "DG"
 
 
-def _file_hash(p: Path) -> str:
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
+@torch.no_grad()
+def run_measures(clf, base, source: DatasetSource, splits, profile: str, run_tag: str,
+                 base_state: str, batch_size: int = 256, num_workers: int = 0) -> dict:
+    """Every measure of a fine-tuned classifier on each (task, domain, split) of ``splits``.
 
-
-def evaluate_run(run_dir: Path, base, source: DatasetSource, zs_rows: dict, profile: str,
-                 batch_size: int = 256, num_workers: int = 0) -> list[dict]:
-    """Rows of evaluation.csv for one run (cached in ``<run_dir>/eval.json``)."""
-    from . import train
-    meta = json.loads((Path(run_dir) / "meta.json").read_text())
-    state_fp = _file_hash(Path(run_dir) / "trainable.safetensors")
-    splits = eval_splits(source)
-    key = {"version": EVAL_VERSION, "state": state_fp, "request": meta.get("request_fingerprint"),
-           "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits}}
-    cache = Path(run_dir) / "eval.json"
-    if cache.exists():
-        c = json.loads(cache.read_text())
-        if c.get("key") == key:
-            return c["rows"]
-    clf = train.load_run(base, run_dir)  # builds a copy: the base model is never modified
+    Image features are re-encoded only when the run changed the image tower (see
+    :func:`image_tower`); otherwise the base model's cached features are reused."""
     clf.eval()
-    rows = []
-    text_cache = {}
+    tower = image_tower(clf)
+    out, text_cache = {}, {}
     for task, domain, split in splits:
         s = source.load(task, domain, split)
-        img = image_embeddings(clf, base, s, f"run:{state_fp}:{meta.get('request_fingerprint')}",
-                               profile, batch_size, num_workers)
+        if tower == "base":
+            img = image_embeddings(base.model, base, s, base_state, profile, batch_size, num_workers)
+        elif tower == "adapter":
+            raw = raw_image_features(base.model, base, s, base_state, profile, batch_size, num_workers)
+            img = torch.nn.functional.normalize(torch.cat([clf.adapt_image(r).float().cpu() for r in raw]),
+                                                dim=-1).numpy()
+        else:
+            img = image_embeddings(clf, base, s, run_tag, profile, batch_size, num_workers)
         if task not in text_cache:
             text_cache[task] = text_embeddings(clf, base, s.classnames, s.templates)
-        m = measures(img, text_cache[task], s.labels)
-        z = zs_rows[(task, domain)]
-        rows.append({"train_task": meta["task"], "method": meta["method"], "variant": meta["variant"],
-                     "seed": meta["seed"], "eval_task": task, "eval_domain": domain,
-                     "schema": schema_of(meta["task"], task, domain, source.task(task).id_domain),
-                     "n_images": len(s),
-                     "acc_zero_shot": z["zero_shot_acc"], "acc_finetuned": m["zero_shot_acc"],
-                     "acs_zero_shot": z["acs"], "acs_finetuned": m["acs"],
-                     "silhouette_zero_shot": z["silhouette"], "silhouette_finetuned": m["silhouette"],
-                     "class_silhouette_zero_shot": z["class_silhouette"],
-                     "class_silhouette_finetuned": m["class_silhouette"],
-                     "modality_gap_zero_shot": z["modality_gap"], "modality_gap_finetuned": m["modality_gap"]})
-    tmp = cache.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
-    os.replace(tmp, cache)
-    # image embeddings of a fine-tuned model are not reused by any other stage: keep the cache small
-    return rows
+        out[(task, domain)] = (len(s), measures(img, text_cache[task], s.labels))
+    return out

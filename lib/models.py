@@ -7,11 +7,9 @@ as it would load any pretrained file.  The paper profile uses ``ViT-B-32-quickge
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .config import ConfigError
@@ -83,14 +81,9 @@ def create(name: str, pretrained: str | None = None, device: str = "auto",
 
 def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
     """Atomically save a full state dict as safetensors (loadable by open_clip)."""
-    from safetensors.torch import save_file
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.safetensors")
+    from .io import save_safetensors
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
-    return path
+    return save_safetensors(path, state)
 
 
 def state_fingerprint(model: torch.nn.Module) -> str:
@@ -103,29 +96,27 @@ def state_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-# ----------------------------------------------------------------------------- encoding
+# ----------------------------------------------------------------------------- class prompts
 def tokenize(bundle: Bundle, texts: list[str]) -> torch.Tensor:
     return bundle.tokenizer(texts).to(bundle.device)
 
 
 def prompts_for(classnames: list[str], templates: list[str]) -> list[str]:
+    """Every prompt, class-major: all templates of class 0, then class 1, ..."""
     return [t.format(c) for c in classnames for t in templates]
 
 
-def class_text_features(model, tokens: torch.Tensor, n_classes: int, n_templates: int,
-                        normalize: bool = True) -> torch.Tensor:
-    """Encode prompt tokens (class-major) and average over templates: (n_classes, dim)."""
-    feats = model.encode_text(tokens, normalize=True)
-    feats = feats.view(n_classes, n_templates, -1).mean(dim=1)
-    return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
+def prompt_tokens(bundle: Bundle, classnames: list[str], templates: list[str]) -> torch.Tensor:
+    return tokenize(bundle, prompts_for(classnames, templates))
 
 
-@torch.no_grad()
-def encode_classes(bundle: Bundle, classnames: list[str], templates: list[str]) -> np.ndarray:
-    model = bundle.model
-    was = model.training
-    model.eval()
-    tokens = tokenize(bundle, prompts_for(classnames, templates))
-    out = class_text_features(model, tokens, len(classnames), len(templates))
-    model.train(was)
-    return out.float().cpu().numpy()
+def class_mean(feats: torch.Tensor, n_classes: int, n_templates: int) -> torch.Tensor:
+    """Normalised per-prompt features (class-major) -> one normalised feature per class."""
+    return torch.nn.functional.normalize(feats.view(n_classes, n_templates, -1).mean(dim=1), dim=-1)
+
+
+def class_text_features(model, tokens: torch.Tensor, n_classes: int, n_templates: int) -> torch.Tensor:
+    """The class-prompt head (as open_clip's ``build_zero_shot_classifier``): encode every prompt
+    (normalised), average over templates, normalise. ``model`` is an open_clip CLIP or a
+    :class:`lib.methods.ClipClassifier`; the one builder every stage uses."""
+    return class_mean(model.encode_text(tokens, normalize=True), n_classes, n_templates)

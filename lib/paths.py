@@ -1,7 +1,12 @@
-"""Where things live. Every stage writes under ``build/<profile>/``; nothing else is written."""
+"""Where things live. Every stage writes under ``build/<profile>/``; nothing else is written.
+
+``CLIPMIS_BUILD`` moves the build root (the Makefile exports it, so Make and Python always agree).
+A fine-tuning run's identity, folder and completion marker are :class:`RunId`'s alone.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -12,7 +17,7 @@ PAPER_FIGURES = ROOT / "paper_figures"
 
 def build_root() -> Path:
     """Root of all generated files (override with CLIPMIS_BUILD, e.g. for tests)."""
-    return Path(os.environ.get("CLIPMIS_BUILD", ROOT / "build"))
+    return Path(os.environ.get("CLIPMIS_BUILD") or ROOT / "build")
 
 
 def profile_dir(profile: str) -> Path:
@@ -43,8 +48,48 @@ def figures_dir(profile: str) -> Path:
     return profile_dir(profile) / "figures"
 
 
-def run_dir(profile: str, task: str, method: str, variant: str, seed: int) -> Path:
-    return runs_dir(profile) / task / f"{method}-{variant}" / f"seed{seed}"
+def checkpoint(profile: str) -> Path:
+    """The self-pretrained CLIP of an embedded profile (its ``.json`` beside it holds the history)."""
+    return models_dir(profile) / "pretrained.safetensors"
+
+
+def unit_notebook(profile: str, task: str, method: str) -> Path:
+    """The executed fine-tuning notebook of one (task, method) unit."""
+    return runs_dir(profile) / task / method / "02_finetune.ipynb"
+
+
+def unit_eval_csv(profile: str, task: str, method: str) -> Path:
+    """The evaluation rows of every run of one (task, method) unit."""
+    return runs_dir(profile) / task / method / "evaluation.csv"
+
+
+@dataclass(frozen=True, order=True)
+class RunId:
+    """One fine-tuning run. Its folder is ``runs/<task>/<method>/<variant>/seed<k>/``; it is complete
+    exactly when its marker ``row.json`` exists and parses (written last, atomically)."""
+    task: str
+    method: str
+    variant: str
+    seed: int
+
+    MARKER = "row.json"
+    STATE = "trainable.safetensors"
+    META = "meta.json"
+
+    @property
+    def rel(self) -> str:
+        return f"runs/{self.task}/{self.method}/{self.variant}/seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        v = "" if self.variant == "default" else f"[{self.variant}]"
+        return f"{self.task}/{self.method}{v}/seed{self.seed}"
+
+    def dir(self, profile: str) -> Path:
+        return profile_dir(profile) / self.rel
+
+    def marker(self, profile: str) -> Path:
+        return self.dir(profile) / self.MARKER
 
 
 def ensure(path: Path) -> Path:

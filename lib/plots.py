@@ -87,13 +87,13 @@ def zero_shot_overview(df: pd.DataFrame):
     d = df.copy()
     d["where"] = d["task"] + "\n" + d["domain"]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
-    sns.barplot(data=d, x="where", y="zero_shot_acc", hue="domain_kind", ax=axes[0], dodge=False)
+    sns.barplot(data=d, x="where", y="acc", hue="domain_kind", ax=axes[0], dodge=False)
     for i, (_, r) in enumerate(d.iterrows()):
         axes[0].plot([i - 0.4, i + 0.4], [r["chance"]] * 2, color="k", lw=1, ls="--")
     axes[0].set(title="Zero-shot top-1 (dashed: chance)", xlabel="", ylabel="accuracy", ylim=(0, 1))
     for ax, col, title in ((axes[1], "acs", "ACS (higher = aligned)"),
-                           (axes[2], "silhouette", "modality silhouette ss (higher = misaligned)")):
-        sns.scatterplot(data=d, x=col, y="zero_shot_acc", hue="task", style="domain_kind", s=60, ax=ax)
+                           (axes[2], "ss", "modality silhouette ss (higher = misaligned)")):
+        sns.scatterplot(data=d, x=col, y="acc", hue="task", style="domain_kind", s=60, ax=ax)
         ax.set(title=title, xlabel=col, ylabel="zero-shot accuracy")
         ax.legend(fontsize=6, loc="best")
     for lab in axes[0].get_xticklabels():
@@ -103,19 +103,20 @@ def zero_shot_overview(df: pd.DataFrame):
     return fig
 
 
-def finetune_curve(meta: dict):
-    """Training loss and validation accuracy per epoch of one run."""
+def finetune_curves(metas: list[dict]):
+    """Training loss and validation accuracy per epoch of every run of a fine-tuning unit."""
     style()
-    h = pd.DataFrame(meta["history"])
-    fig, ax = plt.subplots(figsize=(4.5, 2.6))
-    ax.plot(h["epoch"], h["train_loss"], marker="o", label="train loss")
-    ax.set(xlabel="epoch", ylabel="train loss",
-           title=f"{meta['task']} · {meta['method']} ({meta['variant']}) · seed {meta['seed']}")
-    ax2 = ax.twinx()
-    ax2.plot(h["epoch"], h["val_acc"], marker="s", color="C1", label="val accuracy")
-    ax2.set_ylabel("val accuracy")
-    ax2.grid(False)
-    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 2.8))
+    for i, m in enumerate(metas):
+        h = pd.DataFrame(m["history"])
+        lab = m.get("label") or f"{m['variant']} seed {m['seed']}"
+        a1.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=f"C{i % 10}", label=lab)
+        a2.plot(h["epoch"], h["val_acc"], marker="s", ms=3, color=f"C{i % 10}")
+    if metas:
+        fig.suptitle(f"{metas[0]['task']} · {metas[0]['method']}", fontsize=10)
+    a1.set(xlabel="epoch", ylabel="train loss")
+    a2.set(xlabel="epoch", ylabel="validation accuracy")
+    a1.legend(fontsize=6, ncol=2 if len(metas) > 6 else 1)
     fig.tight_layout()
     return fig
 

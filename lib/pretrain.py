@@ -6,18 +6,17 @@ of the corpus measures image->text and text->image retrieval R@1.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import models, paths, provenance
+from . import models, provenance
 from .config import check_type
 from .data import ArrayImages, Split
+from .schedule import lr_factor
 
 
 def validate(hp: dict) -> dict:
@@ -49,7 +48,8 @@ def retrieval_r1(model, images: torch.Tensor, tokens: torch.Tensor, bs: int = 50
 
 
 def pretrain(profile_cfg: dict, hp: dict, seed: int, out_path: Path, progress: bool = True) -> dict:
-    """Train from scratch and save ``out_path`` (safetensors) + ``<out>.json`` (history, metrics)."""
+    """Train from scratch, save ``out_path`` (safetensors) and return the history and metrics (the
+    stage writes them to ``<out>.json``)."""
     import open_clip
     from tqdm.auto import tqdm
 
@@ -79,10 +79,7 @@ def pretrain(profile_cfg: dict, hp: dict, seed: int, out_path: Path, progress: b
     total = steps_per_epoch * hp["epochs"]
 
     def lr_at(step):
-        if step < hp["warmup_steps"]:
-            return hp["lr"] * (step + 1) / hp["warmup_steps"]
-        t = (step - hp["warmup_steps"]) / max(1, total - hp["warmup_steps"])
-        return hp["lr"] * 0.5 * (1 + math.cos(math.pi * t))
+        return hp["lr"] * lr_factor(step, total, hp["warmup_steps"])
 
     history, evals = [], []
     t0 = time.time()
@@ -118,11 +115,7 @@ def pretrain(profile_cfg: dict, hp: dict, seed: int, out_path: Path, progress: b
     seconds = time.time() - t0
     model.eval()
     models.save_checkpoint(model, out_path)
-    info = {"history": history, "evals": evals, "train_seconds": seconds, "n_train_pairs": int(len(train_idx)),
+    return {"history": history, "evals": evals, "train_seconds": seconds, "n_train_pairs": int(len(train_idx)),
             "n_holdout": int(len(hold)), "steps": step, "hp": hp, "seed": seed,
             "model": profile_cfg["model"]["name"], "state_fingerprint": models.state_fingerprint(model),
-            "provenance": provenance.collect(profile_cfg)}
-    tmp = Path(str(out_path) + ".json.tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, Path(str(out_path)).with_suffix(".json"))
-    return info
+            "checkpoint_bytes": Path(out_path).stat().st_size, "provenance": provenance.collect(profile_cfg)}

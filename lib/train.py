@@ -1,26 +1,28 @@
-"""One fine-tuning recipe for every method, run saving and loading.
+"""One fine-tuning recipe for every method, run saving and loading (``docs/methods.md``).
 
-Recipe (REFERENCE.md, "Training head and loss"; IIMM's defaults): logits =
-``logit_scale.exp() * normalize(image features) @ normalize(class-prompt features)^T`` (the prompt
-features of a class are the normalised mean over its templates), cross-entropy, SGD with momentum
-and weight decay on the trainable parameters only, per-step schedule (linear warm-up, then cosine
-to 0 or constant), validation accuracy after every epoch, the best-validation trainable state
-(first epoch on ties) is loaded at the end.  Prompts are re-encoded at every step when the method
-can change the text features (``classifier.text_changes``), else encoded once under ``no_grad``.
+Recipe: logits = ``logit_scale.exp() * normalize(image features) @ normalize(class-prompt
+features)^T`` (the class-prompt head of :func:`lib.models.class_text_features`), cross-entropy,
+SGD with momentum and weight decay on the trainable parameters only, per-step schedule
+(:func:`lib.schedule.lr_factor`), validation accuracy after every epoch, the best-validation
+trainable state (first epoch on ties) is loaded at the end.  Prompts are re-encoded at every step
+when the method can change the text features (``classifier.text_changes``), else encoded once
+under ``no_grad``.
 
-``logit_scale`` trains with ``full`` only (it is a parameter of the CLIP, and IIMM optimises all
-of them), unclamped as in IIMM; every other method keeps it frozen.
+``logit_scale`` trains with ``full`` only (it is a parameter of the CLIP); every other method
+keeps it frozen.
 
-CLIP-Adapter (``classifier.backbone_frozen``): with ``hp['cache_features']`` (default) the frozen
-backbone encodes the train and validation images and the prompts once; the adapters then train on
-those features.  The model is always in eval mode, so this is the same computation as running the
+CLIP-Adapter (``classifier.backbone_frozen``): with ``hp['cache_features']`` the frozen backbone
+encodes the train and validation images and the prompts once; the adapters then train on those
+features.  The model is always in eval mode, so this is the same computation as running the
 backbone at every step (``tests/test_train.py`` checks the trained adapters agree to 1e-6).
+
+Hyperparameter VALUES live in ``params/02_finetune.yaml`` (and a method's learning rate in
+``params/methods/<method>.yaml``) only; :data:`HP_KEYS` is the list of keys a run needs.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -34,30 +36,24 @@ from . import data as D
 from . import methods as M
 from . import models
 from .config import ConfigError, check_type
+from .paths import RunId
+from .schedule import lr_factor
 
-HP_DEFAULTS = {
-    "epochs": None,          # required
-    "batch_size": None,      # required
-    "lr": None,              # required
-    "momentum": 0.9,
-    "weight_decay": 1.0e-4,
-    "warmup_steps": 0,
-    "cosine": True,
-    "cache_features": True,  # clip_adapter only
-    "eval_batch_size": 256,
-    "num_workers": 0,        # DataLoader workers for file-based splits (no effect on results)
-}
+HP_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_steps", "cosine",
+           "cache_features", "eval_batch_size", "num_workers")
 
 
 def resolve_hp(hp: dict) -> dict:
+    """Check a run's hyperparameters (every key of :data:`HP_KEYS`, right types and ranges)."""
     hp = dict(hp or {})
-    unknown = sorted(set(hp) - set(HP_DEFAULTS))
+    unknown = sorted(set(hp) - set(HP_KEYS))
     if unknown:
-        raise ConfigError(f"unknown hyperparameter(s) {unknown}; valid: {', '.join(HP_DEFAULTS)}")
-    out = {**HP_DEFAULTS, **hp}
-    missing = [k for k, v in out.items() if v is None]
+        raise ConfigError(f"unknown hyperparameter(s) {unknown}; valid: {', '.join(HP_KEYS)}")
+    missing = [k for k in HP_KEYS if hp.get(k) is None]
     if missing:
-        raise ConfigError(f"missing hyperparameter(s) {missing}; required: epochs, batch_size, lr")
+        raise ConfigError(f"missing hyperparameter(s) {missing}: every run needs {', '.join(HP_KEYS)} "
+                          f"(values in params/02_finetune.yaml, lr in params/methods/<method>.yaml)")
+    out = dict(hp)
     out["epochs"] = check_type("epochs", out["epochs"], int, positive=True)
     out["batch_size"] = check_type("batch_size", out["batch_size"], int, positive=True)
     out["eval_batch_size"] = check_type("eval_batch_size", out["eval_batch_size"], int, positive=True)
@@ -69,16 +65,6 @@ def resolve_hp(hp: dict) -> dict:
     out["cache_features"] = check_type("cache_features", out["cache_features"], bool)
     out["num_workers"] = check_type("num_workers", out["num_workers"], int, nonneg=True)
     return out
-
-
-def lr_factor(step: int, total: int, warmup: int, cosine: bool) -> float:
-    """Multiplier of the base lr at optimizer step ``step`` (0-based)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if not cosine:
-        return 1.0
-    span = max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
 @dataclass
@@ -107,15 +93,6 @@ class FinetuneResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _class_mean(feats: torch.Tensor, n_classes: int, n_templates: int) -> torch.Tensor:
-    """Same ops as ``models.class_text_features`` after ``encode_text(normalize=True)``."""
-    return F.normalize(feats.view(n_classes, n_templates, -1).mean(dim=1), dim=-1)
-
-
-def _tokens(bundle, split: D.Split) -> torch.Tensor:
-    return models.tokenize(bundle, models.prompts_for(split.classnames, split.templates))
-
-
 @torch.no_grad()
 def _raw_image_features(clf: M.ClipClassifier, split: D.Split, bundle, batch_size: int,
                         num_workers: int = 0) -> torch.Tensor:
@@ -137,7 +114,7 @@ def accuracy(classifier: M.ClipClassifier, split: D.Split, bundle, batch_size: i
              text_features: torch.Tensor | None = None, num_workers: int = 0) -> float:
     """Top-1 accuracy (fraction in [0, 1]) of the class-prompt head on ``split``."""
     if text_features is None:
-        text_features = models.class_text_features(classifier, _tokens(bundle, split),
+        text_features = models.class_text_features(classifier, models.prompt_tokens(bundle, split.classnames, split.templates),
                                                    split.n_classes, len(split.templates))
     correct = 0
     for x, y in D.iterate(split, bundle, batch_size, num_workers=num_workers):
@@ -181,7 +158,7 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
     clf.eval()  # CLIP has no dropout/batch-norm; frozen parts behave as at inference
 
     n_classes, n_templates = train_split.n_classes, len(train_split.templates)
-    tokens = _tokens(bundle, train_split)
+    tokens = models.prompt_tokens(bundle, train_split.classnames, train_split.templates)
     bs, ebs, epochs, nw = hp["batch_size"], hp["eval_batch_size"], hp["epochs"], hp["num_workers"]
     n = len(train_split)
     steps_per_epoch = math.ceil(n / bs)
@@ -201,7 +178,7 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
 
     def text_features() -> torch.Tensor:
         if cached:
-            return _class_mean(clf.adapt_text(text_raw), n_classes, n_templates)
+            return models.class_mean(clf.adapt_text(text_raw), n_classes, n_templates)
         return models.class_text_features(clf, tokens, n_classes, n_templates)
 
     def batches(epoch: int):
@@ -272,56 +249,38 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
 
 
 # ----------------------------------------------------------------------------- runs on disk
-STATE_FILE = "trainable.safetensors"
-META_FILE = "meta.json"
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return _json_safe(float(obj))
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+STATE_FILE = RunId.STATE
+META_FILE = RunId.META
 
 
 def save_run(result: FinetuneResult, run_dir: Path, meta: dict | None = None) -> Path:
-    """Write ``trainable.safetensors`` (trainable tensors only) and ``meta.json``, atomically.
+    """Write ``trainable.safetensors`` (trainable tensors only) and ``meta.json``, each atomically.
 
     ``meta.json`` = ``meta`` (the caller's: task, profile, ...) updated with the result's summary
-    (method, options, hp, seed, history, ...).  It is written last: its presence marks a
-    complete run.
+    (method, options, hp, seed, history, ...) and the state file's size.  Neither file marks a run
+    as complete: the pipeline writes the run's marker (:attr:`lib.paths.RunId.MARKER`) last.
     """
-    from safetensors.torch import save_file
+    from .io import save_safetensors, write_json
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in result.classifier.trainable_state().items()}
-    info = {**(meta or {}), **result.summary()}
-    tmp = run_dir / f".{STATE_FILE}.tmp"
     # one metadata key: safetensors stores a dict's keys in arbitrary order, which would make the
     # bytes of identical runs differ
-    save_file(state, str(tmp), metadata={"run": json.dumps({"method": result.method,
-                                                            "options": result.options}, sort_keys=True)})
-    os.replace(tmp, run_dir / STATE_FILE)
-    tmp = run_dir / f".{META_FILE}.tmp"
-    tmp.write_text(json.dumps(_json_safe(info), indent=2, sort_keys=True))
-    os.replace(tmp, run_dir / META_FILE)
+    save_safetensors(run_dir / STATE_FILE, state,
+                     metadata={"run": json.dumps({"method": result.method, "options": result.options},
+                                                 sort_keys=True)})
+    info = {**(meta or {}), **result.summary(), "state_bytes": (run_dir / STATE_FILE).stat().st_size}
+    write_json(run_dir / META_FILE, info, indent=2, sort_keys=True, safe=True, default=None)
     return run_dir
 
 
 def load_meta(run_dir: Path) -> dict:
+    from .io import read_json
     path = Path(run_dir) / META_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: {run_dir} is not a complete fine-tuning run "
-                                f"(run the finetune stage for it, or delete the folder)")
-    return json.loads(path.read_text())
+    meta = read_json(path)
+    if meta is None:
+        raise FileNotFoundError(f"{path} is missing or damaged: {run_dir} is not a complete fine-tuning run "
+                                f"(rerun its fine-tuning unit, e.g. `make finetune`, or delete the folder)")
+    return meta
 
 
 def load_run(bundle, run_dir: Path) -> M.ClipClassifier:
@@ -330,8 +289,10 @@ def load_run(bundle, run_dir: Path) -> M.ClipClassifier:
     run_dir = Path(run_dir)
     meta = load_meta(run_dir)
     state_path = run_dir / STATE_FILE
-    if not state_path.exists():
-        raise FileNotFoundError(f"{state_path} is missing: incomplete run, fine-tune it again")
+    if not state_path.exists() or state_path.stat().st_size != meta.get("state_bytes", state_path.stat().st_size):
+        raise FileNotFoundError(f"{state_path} is missing or truncated (meta.json recorded "
+                                f"{meta.get('state_bytes')} bytes): delete {run_dir} and rerun its "
+                                f"fine-tuning unit (make finetune)")
     for key in ("method", "options"):
         if key not in meta:
             raise ConfigError(f"{run_dir / META_FILE} has no {key!r}; not written by lib.train.save_run")

@@ -1,0 +1,81 @@
+"""Aggregated tables rebuilt from per-run / per-unit files, in grid order.
+
+    python -m lib.pipeline.aggregate finetune <profile>     # results/finetune.csv (+ finetune_timing.csv)
+    python -m lib.pipeline.aggregate evaluation <profile>   # results/evaluation.csv
+"""
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from .. import config, paths, provenance
+from ..config import ConfigError
+from ..io import read_json, write_csv
+
+
+def aggregate_finetune(profile: str):
+    """Rebuild results/finetune.csv (+ finetune_timing.csv) from the runs' markers."""
+    from .finetune import RESULT_COLUMNS, TIMING_COLUMNS, finished_row
+    from .grid import runs
+    cfg = config.load_profile(profile)
+    rows, missing = [], []
+    for r in runs(cfg):
+        row = finished_row(profile, r)
+        if row is None:
+            missing.append(r.label)
+        else:
+            rows.append(row)
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} fine-tuning runs have no complete result (e.g. {missing[0]}); "
+                                f"run `make finetune PROFILE={profile}`")
+    df = pd.DataFrame(rows).sort_values(["task", "method", "variant", "seed"]).reset_index(drop=True)
+    res = paths.results_dir(profile)
+    prov = provenance.collect(cfg, stage="aggregate_finetune", runs=len(df))
+    write_csv(df[RESULT_COLUMNS + TIMING_COLUMNS], res / "finetune.csv", prov)
+    write_csv(df[["task", "method", "variant", "seed"] + TIMING_COLUMNS], res / "finetune_timing.csv")
+    return res / "finetune.csv"
+
+
+def aggregate_evaluation(profile: str) -> pd.DataFrame:
+    """Rebuild results/evaluation.csv from the units' evaluation.csv files, in grid order."""
+    from ..evaluate import EVAL_COLUMNS
+    from .grid import runs, units
+    cfg = config.load_profile(profile)
+    rs = runs(cfg)
+    by_run = {}
+    for t, m in units(rs):
+        f = paths.unit_eval_csv(profile, t, m)
+        if not f.exists():
+            raise FileNotFoundError(f"{f} is missing: evaluate that unit first (make evaluate PROFILE={profile})")
+        df = pd.read_csv(f)
+        for key, g in df.groupby(["train_task", "method", "variant", "seed"], sort=False):
+            by_run[key] = g
+    missing = [r.label for r in rs if (r.task, r.method, r.variant, r.seed) not in by_run]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} runs have no evaluation rows (e.g. {missing[0]}): "
+                                f"make evaluate PROFILE={profile}")
+    df = pd.concat([by_run[(r.task, r.method, r.variant, r.seed)] for r in rs], ignore_index=True)[EVAL_COLUMNS]
+    zs_prov = read_json(paths.results_dir(profile) / "zero_shot.csv.provenance.json") or {}
+    prov = provenance.collect(cfg, stage="03_evaluate", runs=len(rs), zero_shot_model=zs_prov.get("model_state"))
+    write_csv(df, paths.results_dir(profile) / "evaluation.csv", prov)
+    return df
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] not in ("finetune", "evaluation"):
+        print("usage: python -m lib.pipeline.aggregate finetune|evaluation <profile>", file=sys.stderr)
+        return 2
+    try:
+        config.check_profile_name(argv[1])
+        out = aggregate_finetune(argv[1]) if argv[0] == "finetune" else aggregate_evaluation(argv[1])
+        print(out if argv[0] == "finetune" else paths.results_dir(argv[1]) / "evaluation.csv")
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

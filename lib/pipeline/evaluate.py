@@ -1,0 +1,118 @@
+"""Stage 03: evaluate fine-tuned runs on ID, DG and CF data.
+
+One job per (task, method) unit (``python -m lib.pipeline.evaluate <profile> <task> <method>``,
+a Make target each, so ``make -j`` runs them in parallel) writes ``runs/<task>/<method>/evaluation.csv``;
+each run's rows are also cached in its ``eval.json``, keyed by its trained state and the data, so
+a changed run re-evaluates alone. ``notebooks/03_evaluate.ipynb`` gathers the units into
+``results/evaluation.csv`` (:func:`lib.pipeline.aggregate.aggregate_evaluation`).
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .. import config, paths
+from ..config import ConfigError
+from ..data import source_for
+from ..io import read_json, write_csv, write_json
+from ..paths import RunId
+
+STAGE = "03_evaluate"
+EVAL_VERSION = 2
+
+
+def zero_shot_rows(profile: str) -> dict:
+    f = paths.results_dir(profile) / "zero_shot.csv"
+    if not f.exists():
+        raise FileNotFoundError(f"{f} is missing: run the zero-shot stage first (make zero-shot PROFILE={profile})")
+    zs = pd.read_csv(f)
+    return {(r["task"], r["domain"]): r for r in zs.to_dict("records")}
+
+
+def _file_hash(p: Path) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
+
+
+def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_rows: dict,
+                 batch_size: int, num_workers: int) -> list[dict]:
+    """Rows of evaluation.csv for one complete run (cached in ``<run>/eval.json``)."""
+    from .. import train
+    from ..evaluate import MEASURES, eval_splits, run_measures, schema_of
+    rdir = run.dir(profile)
+    meta = train.load_meta(rdir)
+    state_fp = _file_hash(rdir / RunId.STATE)
+    splits = eval_splits(source)
+    key = {"version": EVAL_VERSION, "state": state_fp, "request": meta.get("request_fingerprint"),
+           "base": base_state,
+           "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits}}
+    cache = read_json(rdir / "eval.json")
+    if isinstance(cache, dict) and cache.get("key") == key and isinstance(cache.get("rows"), list):
+        return cache["rows"]
+    clf = train.load_run(base, rdir)  # builds a copy: the base model is never modified
+    got = run_measures(clf, base, source, splits, profile, f"run:{state_fp}:{meta.get('request_fingerprint')}",
+                       base_state, batch_size, num_workers)
+    rows = []
+    for task, domain, _ in splits:
+        n, m = got[(task, domain)]
+        z = zs_rows[(task, domain)]
+        row = {"train_task": meta["task"], "method": meta["method"], "variant": meta["variant"],
+               "seed": meta["seed"], "eval_task": task, "eval_domain": domain,
+               "schema": schema_of(meta["task"], task, domain, source.task(task).id_domain), "n_images": n}
+        for k in MEASURES:
+            row[f"{k}_zero_shot"] = z[k]
+            row[f"{k}_finetuned"] = m[k]
+        rows.append(row)
+    write_json(rdir / "eval.json", {"key": key, "rows": rows})
+    return rows
+
+
+def evaluate_unit(profile: str, task: str, method: str, progress: bool = True) -> pd.DataFrame:
+    """Evaluate every run of one (task, method) unit; writes ``runs/<task>/<method>/evaluation.csv``."""
+    from .. import models
+    from ..evaluate import EVAL_COLUMNS
+    from .common import base_model, setup
+    from .finetune import finished_row
+    from .grid import unit_runs
+    cfg = setup(profile, label=f"evaluate {task}/{method}")
+    p = config.stage_params(STAGE, profile)
+    batch_size = config.check_type("batch_size", p["batch_size"], int, positive=True)
+    num_workers = config.check_type("num_workers", p["num_workers"], int, nonneg=True)
+    rs = unit_runs(cfg, task, method)
+    missing = [r.label for r in rs if finished_row(profile, r) is None]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. {missing[0]}): "
+                                f"make finetune PROFILE={profile}")
+    zs = zero_shot_rows(profile)
+    source = source_for(cfg)
+    source.check()
+    base = base_model(cfg)
+    base_state = models.state_fingerprint(base.model)
+    rows = []
+    for i, r in enumerate(rs, 1):
+        rows += evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers)
+        if progress:
+            print(f"[{i}/{len(rs)}] evaluated {r.label}", flush=True)
+    df = pd.DataFrame(rows)[EVAL_COLUMNS]
+    write_csv(df, paths.unit_eval_csv(profile, task, method), float_format=None)
+    return df
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        print("usage: python -m lib.pipeline.evaluate <profile> <task> <method>", file=sys.stderr)
+        return 2
+    try:
+        config.check_profile_name(argv[0])
+        evaluate_unit(*argv)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
