@@ -302,16 +302,18 @@ class ClipClassifier(nn.Module):
                     out[f"{mname}.parametrizations.{pname}.original"] = free
         return out
 
-    def _n_fixed_zeros(self) -> int:
+    def _n_fixed_zeros(self, trainable_only: bool) -> int:
         return sum(m.n_fixed for plist in self.modules() if isinstance(plist, parametrize.ParametrizationList)
-                   and plist.original.requires_grad for m in plist if isinstance(m, FixedZeros))
+                   and (plist.original.requires_grad or not trainable_only)
+                   for m in plist if isinstance(m, FixedZeros))
 
     def trainable_parameter_count(self) -> int:
         """Trainable entries; fixed-zero entries (see :class:`FixedZeros`) do not count."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad) - self._n_fixed_zeros()
+        return sum(p.numel() for p in self.parameters() if p.requires_grad) - self._n_fixed_zeros(True)
 
     def total_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Every parameter entry (frozen ones, adapters included), fixed-zero entries left out."""
+        return sum(p.numel() for p in self.parameters()) - self._n_fixed_zeros(False)
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         """Strict load of a :meth:`trainable_state`: same keys, same shapes, else ConfigError."""
@@ -622,3 +624,42 @@ def param_table(model_name: str = "ViT-B-32-quickgelu",
                     "trainable": trainable, "total": clf.total_parameter_count(),
                     "base_total": base_total, "trainable_pct": 100.0 * trainable / base_total})
     return pd.DataFrame(out)
+
+
+def profile_param_table(profile: str = "paper", model_name: str = "ViT-B-32-quickgelu"):
+    """:func:`param_table` for every (method, variant) that ``params/methods/`` configures for
+    ``profile`` (the default options of each method, then its variants), with a ``variant`` column."""
+    import pandas as pd
+    from . import config
+    rows, names = [], []
+    for method in METHODS:
+        p = config.load_stage_params("02_finetune", profile, method)
+        options, variants = p.get("options") or {}, p.get("variants") or {}
+        rows.append((method, dict(options)))
+        names.append((method, "default"))
+        for v, extra in variants.items():
+            rows.append((method, {**options, **(extra or {})}))
+            names.append((method, v))
+    out = []
+    for (method, variant), (_, options) in zip(names, rows):
+        df = param_table(model_name, variants=[(method, options)]).iloc[[-1]]
+        out.append(df.assign(variant=variant))
+    df = pd.concat(out, ignore_index=True)
+    return df[["method", "variant", "options", "trainable", "total", "base_total", "trainable_pct"]]
+
+
+def _markdown(df) -> str:
+    cols = list(df.columns)
+    fmt = {"trainable": "{:,}", "total": "{:,}", "base_total": "{:,}", "trainable_pct": "{:.3f}"}
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        cells = [fmt.get(c, "{}").format(r[c]) if c in fmt else str(r[c]).replace("|", "\\|") for c in cols]
+        cells = [f"`{x}`" if c == "options" else x for c, x in zip(cols, cells)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m lib.methods [profile [model]]: the table in docs/methods.md
+    import sys
+    args = sys.argv[1:] + ["paper", "ViT-B-32-quickgelu"][len(sys.argv[1:]):]
+    print(_markdown(profile_param_table(args[0], args[1]).drop(columns=["total"])))

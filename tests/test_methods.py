@@ -451,9 +451,38 @@ def test_lora_per_step_weight_change_authors_vs_today(bundle, split):
 
     ratio = first_step_change(TODAY) / first_step_change(AUTHORS)
     d = 128
-    # E||G A^T A||^2 = r var^2 (d + r - 1 + kurtosis) ||G||^2; kurtosis 1.8 (uniform), 3 (normal)
-    today = 2.0 ** 2 / (3 * d) * math.sqrt(8 * (d + 8 - 1 + 1.8))
-    authors = 0.2 ** 2 * 0.02 ** 2 * math.sqrt(16 * (d + 16 - 1 + 3))
+    # E||G A^T A||^2 = r var^2 (d + r - 2 + kurtosis) ||G||^2; kurtosis 1.8 (uniform), 3 (normal)
+    today = 2.0 ** 2 / (3 * d) * math.sqrt(8 * (d + 8 - 2 + 1.8))
+    authors = 0.2 ** 2 * 0.02 ** 2 * math.sqrt(16 * (d + 16 - 2 + 3))
     predicted = today / authors
     assert 300 < predicted < 600
+    print(f"first-step change of the q, v rows, today / authors: {ratio:.1f} (predicted {predicted:.1f})")
     assert abs(ratio / predicted - 1) < 0.25, (ratio, predicted)
+
+
+def test_profile_param_table_covers_the_configured_variants():
+    from lib import grid
+    df = M.profile_param_table("paper")
+    want = [(m, v) for m in M.METHODS for v in ["default", *grid.method_variants(m, "paper")]]
+    assert list(zip(df["method"], df["variant"])) == want
+    lora = df[df["method"] == "lora"].set_index("variant")
+    assert {"authors", "qkv_r8"} <= set(lora.index)
+    assert lora.loc["authors", "trainable"] == 983_040
+    assert lora.loc["qkv_r8", "trainable"] == lora.loc["default", "trainable"] == 491_520  # this round
+    # the fixed zeros of B are not parameters: total = base + the four factors
+    assert lora.loc["authors", "total"] == lora.loc["authors", "base_total"] + 983_040
+
+
+def test_lora_variants_in_params_spell_out_both_forms():
+    """Both variants are complete forms (independent of the default options line); the default is
+    one of the two (this round today's form; flipping it is one line in params/methods/lora.yaml)."""
+    from lib import config, stages
+    for profile in ["smoke", "mini", "paper"]:
+        p = config.load_stage_params("02_finetune", profile, "lora")
+        resolved = {v: M.resolve_options("lora", stages.resolve_method("lora", v, p["options"], p["variants"]))
+                    for v in ["default", "authors", "qkv_r8"]}
+        assert resolved["authors"] == AUTHORS
+        assert resolved["qkv_r8"] == TODAY == M.resolve_options("lora")
+        assert resolved["default"] in (TODAY, AUTHORS)
+        for v in ("authors", "qkv_r8"):
+            assert set(p["variants"][v]) == set(M.METHODS["lora"].defaults), v
