@@ -80,8 +80,8 @@ from torch.nn.utils import parametrize
 
 from .config import ConfigError, check_type
 
-__all__ = ["METHODS", "MethodSpec", "ClipClassifier", "build", "resolve_options", "validate_options",
-           "param_table", "tower_blocks"]
+__all__ = ["METHODS", "MethodSpec", "ClipClassifier", "FixedZeros", "build", "resolve_options",
+           "validate_options", "lora_scale", "param_table", "profile_param_table", "tower_blocks"]
 
 
 # ----------------------------------------------------------------------------- registry
