@@ -5,28 +5,47 @@ validator and a function that configures a :class:`ClipClassifier`).  Adding a m
 one entry.  :func:`build` deep-copies an open_clip CLIP (the bundle's model is never touched),
 freezes every parameter and lets the method unfreeze or add what it trains.
 
-Methods (as in the authors' related code, mit-ll/IIMM; see ``/work/shared/REFERENCE.md``):
+What each method trains, the metric definitions and every deviation from the authors' related
+code (mit-ll/IIMM) are written up in ``docs/methods.md``; in short:
 
-``full``          every parameter of the CLIP, ``logit_scale`` included ("Full: every
-                  parameter"; IIMM optimises ``model.parameters()`` of the open_clip CLIP).
+``full``          every parameter of the CLIP, ``logit_scale`` included.
 ``clip_adapter``  bias-free bottleneck MLP ``Linear(d, d/reduction) - ReLU - Linear(d/reduction, d)
-                  - ReLU`` (the original CLIP-Adapter / IIMM ``Adapter``, ReLU after both layers,
-                  torch's default ``nn.Linear`` init) on the image AND the text output embedding;
-                  ``out = normalize(ratio * adapter(x) + (1 - ratio) * x)``.  Backbone frozen.
-                  Computed as ``normalize(x + ratio / (1 - ratio) * adapter(x))`` (for ratio < 1),
-                  the same direction, so that a zero adapter returns ``normalize(x)`` bit for bit
-                  (``zero_init=True`` reproduces the base logits exactly); the *unnormalised*
-                  adapted features are therefore scaled by ``1 / (1 - ratio)``.
-``lora``          peft ``LoraConfig(target_parameters=[<every block>.attn.in_proj_weight])``
-                  (not ``target_modules`` on ``nn.MultiheadAttention``: that adapts out_proj too
-                  and merges/unmerges around every forward, so frozen weights drift).  The delta
-                  ``alpha / rank * B @ A`` spans the packed q, k AND v rows (IIMM adapts q and v
-                  only); B starts at zero, A with peft's default (Kaiming-uniform).  Backbone frozen.
+                  - ReLU`` (ReLU after both layers, torch's default ``nn.Linear`` init) on the image
+                  AND the text output embedding; ``out = normalize(ratio * adapter(x) + (1 - ratio)
+                  * x)``.  Backbone frozen.  Computed as ``normalize(x + ratio / (1 - ratio) *
+                  adapter(x))`` (for ratio < 1), the same direction, so that a zero adapter returns
+                  ``normalize(x)`` bit for bit (``zero_init=True`` reproduces the base logits
+                  exactly); the *unnormalised* adapted features are therefore scaled by
+                  ``1 / (1 - ratio)``.
+``lora``          peft ``LoraConfig(target_parameters=[<every block>.attn.in_proj_weight])`` (not
+                  ``target_modules`` on ``nn.MultiheadAttention``: that adapts out_proj too and
+                  merges/unmerges around every forward, so frozen weights drift).  Backbone frozen.
+                  Two forms (options below): ``targets="qkv"`` (the default this round) is one
+                  low-rank update ``scale * B @ A`` of the whole packed (3d, d) weight, i.e. q, k
+                  and v share A; ``targets="qv"`` is the authors' form: separate rank-``rank``
+                  updates of the q and of the v slice, k untouched.
 ``bitfit``        biases inside the residual blocks of both encoders (attention in/out
                   projections, ln_1/ln_2, MLP); not ln_pre/ln_post/ln_final.
 ``aclip``         ``attn.in_proj_weight`` of every block of both encoders.  Ablations:
                   ``qkv`` (row-blocks of the packed weight that train), ``blocks`` (first N blocks
                   of each encoder), ``towers`` ("both" | "image" | "text").
+
+LoRA options: ``rank`` (per adapted slice for "qv"), ``targets`` ("qkv" | "qv"), ``scale`` (a
+fixed multiplier of ``B @ A``; null -> ``alpha / rank``, and then ``alpha`` must be given;
+exactly one of the two is set), ``init`` ("kaiming": peft's default, A Kaiming-uniform; or
+"gaussian": A ~ N(0, ``init_std``)); B always starts at zero.  The authors' form is ``{targets:
+qv, rank: 16, scale: 0.2, alpha: null, init: gaussian, init_std: 0.02}`` (variant ``authors`` in
+``params/methods/lora.yaml``).
+
+How "qv" is built on peft: one ``ParamWrapper`` per ``in_proj_weight`` with peft rank ``2 *
+rank``: A is (2r, d) (rows 0..r-1 are A_q, rows r..2r-1 are A_v) and B is (3d, 2r) with a
+fixed block structure, ``B = [[B_q, 0], [0, 0], [0, B_v]]``, so that ``B @ A = [B_q A_q; 0;
+B_v A_v]``.  The structure is a parametrization of ``lora_B``'s weight, ``W = where(mask,
+original, 0)`` (:class:`FixedZeros`): the fixed entries never reach the forward pass and get
+an exactly zero gradient; they start at zero, so SGD's weight decay and momentum (and Adam's
+moments) keep them zero.  The k rows of the delta are therefore exactly zero at every step.
+The trainable-parameter count leaves the fixed entries out (``4 * rank * d`` per block, as for
+four separate factors).
 
 How the ``qkv`` subsets keep the other rows bit-identical: with ``qkv="qkv"`` the parameter
 ``in_proj_weight`` itself trains.  For a proper subset, ``in_proj_weight`` gets a
@@ -61,8 +80,8 @@ from torch.nn.utils import parametrize
 
 from .config import ConfigError, check_type
 
-__all__ = ["METHODS", "MethodSpec", "ClipClassifier", "build", "resolve_options", "validate_options",
-           "param_table", "tower_blocks"]
+__all__ = ["METHODS", "MethodSpec", "ClipClassifier", "FixedZeros", "build", "resolve_options",
+           "validate_options", "lora_scale", "param_table", "profile_param_table", "tower_blocks"]
 
 
 # ----------------------------------------------------------------------------- registry
@@ -112,7 +131,7 @@ def resolve_options(method: str, options: dict | None = None) -> dict:
     return spec.validate(merged)
 
 
-validate_options = resolve_options  # alias
+validate_options = resolve_options  # alias; lib/stages.py calls it
 
 
 # ----------------------------------------------------------------------------- CLIP structure
@@ -188,6 +207,24 @@ class QKVRows(nn.Module):
                           for i, c in enumerate("qkv")], dim=0)
 
 
+class FixedZeros(nn.Module):
+    """Parametrization ``W = where(mask, original, 0)``: the entries outside ``mask`` are fixed zeros.
+
+    They never reach the forward pass and receive an exactly zero gradient.  ``n_fixed`` (a Python
+    int, so it also works on the ``meta`` device) is the number of fixed entries.
+    """
+
+    def __init__(self, mask: torch.Tensor, device=None):
+        super().__init__()
+        mask = mask.to(torch.bool)
+        self.n_fixed = int(mask.numel() - int(mask.sum()))  # before the move (meta has no values)
+        self.register_buffer("mask", mask.to(device if device is not None else mask.device),
+                             persistent=False)
+
+    def forward(self, w):
+        return torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
+
+
 class ClipClassifier(nn.Module):
     """A CLIP configured for one fine-tuning method.
 
@@ -248,11 +285,35 @@ class ClipClassifier(nn.Module):
         """Detached copies of the trainable tensors only."""
         return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
 
+    def fixed_zero_masks(self) -> dict[str, torch.Tensor]:
+        """``{trainable parameter name: mask of its free entries}`` for parameters that carry a
+        :class:`FixedZeros` parametrization (LoRA ``targets="qv"``); empty for other methods."""
+        out = {}
+        for mname, module in self.named_modules():
+            plists = getattr(module, "parametrizations", None)
+            if not isinstance(plists, nn.ModuleDict):
+                continue
+            for pname, plist in plists.items():
+                masks = [m for m in plist if isinstance(m, FixedZeros)]
+                if masks and plist.original.requires_grad:
+                    free = masks[0].mask
+                    for m in masks[1:]:
+                        free = free & m.mask
+                    out[f"{mname}.parametrizations.{pname}.original"] = free
+        return out
+
+    def _n_fixed_zeros(self, trainable_only: bool) -> int:
+        return sum(m.n_fixed for plist in self.modules() if isinstance(plist, parametrize.ParametrizationList)
+                   and (plist.original.requires_grad or not trainable_only)
+                   for m in plist if isinstance(m, FixedZeros))
+
     def trainable_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        """Trainable entries; fixed-zero entries (see :class:`FixedZeros`) do not count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad) - self._n_fixed_zeros(True)
 
     def total_parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Every parameter entry (frozen ones, adapters included), fixed-zero entries left out."""
+        return sum(p.numel() for p in self.parameters()) - self._n_fixed_zeros(False)
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         """Strict load of a :meth:`trainable_state`: same keys, same shapes, else ConfigError."""
@@ -276,6 +337,12 @@ class ClipClassifier(nn.Module):
                               + "; ".join(parts))
         if self._merge_backup is not None:
             raise RuntimeError("unmerge() the LoRA weights before loading a state")
+        bad = [k for k, free in self.fixed_zero_masks().items()
+               if torch.count_nonzero(state[k].to(free.device)[~free]) > 0]
+        if bad:
+            raise ConfigError(f"trainable state has nonzero entries where method {self.method!r} with "
+                              f"options {self.options} keeps fixed zeros (in {len(bad)} tensors, e.g. "
+                              f"{bad[0]}): the state was saved by another LoRA form (e.g. targets='qkv')")
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(state[k].to(device=p.device, dtype=p.dtype))
@@ -396,6 +463,11 @@ def _aclip(clf: ClipClassifier, opts: dict) -> None:
             attn.parametrizations.in_proj_weight.original.requires_grad_(False)
 
 
+def lora_scale(opts: dict) -> float:
+    """The multiplier of ``B @ A``: ``scale`` if set, else ``alpha / rank``."""
+    return float(opts["scale"]) if opts["scale"] is not None else opts["alpha"] / opts["rank"]
+
+
 def _lora(clf: ClipClassifier, opts: dict) -> None:
     from peft import LoraConfig, inject_adapter_in_model
     targets = []
@@ -403,10 +475,31 @@ def _lora(clf: ClipClassifier, opts: dict) -> None:
         for block in blocks:
             attn = _mha(block)
             targets.append(f"{_prefix(clf.clip, attn)}.in_proj_weight")
-    cfg = LoraConfig(r=opts["rank"], lora_alpha=opts["alpha"], target_modules=[],
-                     target_parameters=targets, lora_dropout=0.0, bias="none")
+    r = opts["rank"]
+    peft_r = 2 * r if opts["targets"] == "qv" else r   # "qv": [A_q; A_v] stacked, B block-structured
+    scale = lora_scale(opts)
+    # lora_alpha = scale * peft_r makes peft's alpha / r the scale (for the default options exactly
+    # today's LoraConfig(r=8, lora_alpha=16.0)); the scaling is also set explicitly below
+    cfg = LoraConfig(r=peft_r, lora_alpha=scale * peft_r, target_modules=[], target_parameters=targets,
+                     lora_dropout=0.0, bias="none", init_lora_weights=opts["init"] == "kaiming")
     inject_adapter_in_model(cfg, clf.clip)
     _freeze_all(clf)
+    for _, layer in clf._lora_layers():
+        a, b = layer.lora_A["default"], layer.lora_B["default"]
+        layer.scaling["default"] = scale
+        if opts["init"] == "gaussian":  # peft's "gaussian" uses std 1 / r: set A ~ N(0, init_std) here
+            with torch.no_grad():
+                nn.init.normal_(a.weight, mean=0.0, std=opts["init_std"])
+                nn.init.zeros_(b.weight)
+        if opts["targets"] == "qv":
+            out_rows = b.weight.shape[0]
+            if out_rows % 3:
+                raise ConfigError(f"in_proj_weight has {out_rows} rows, not a multiple of 3")
+            e = out_rows // 3
+            free = torch.zeros(tuple(b.weight.shape), dtype=torch.bool)
+            free[:e, :r] = True          # B_q (q rows, A_q columns)
+            free[2 * e:, r:] = True      # B_v (v rows, A_v columns)
+            parametrize.register_parametrization(b, "weight", FixedZeros(free, b.weight.device))
     for name, p in clf.clip.named_parameters():
         if ".lora_A." in name or ".lora_B." in name:
             p.requires_grad_(True)
@@ -442,7 +535,17 @@ def _v_lora(opts: dict) -> dict:
     opts["rank"] = check_type("rank", opts["rank"], int)
     if opts["rank"] < 1:
         raise ConfigError(f"option rank={opts['rank']} must be a positive integer (e.g. 4, 8, 16)")
-    opts["alpha"] = check_type("alpha", opts["alpha"], float, positive=True)
+    opts["targets"] = check_type("targets", opts["targets"], str, choices={"qkv", "qv"})
+    if opts["alpha"] is not None:
+        opts["alpha"] = check_type("alpha", opts["alpha"], float, positive=True)
+    if opts["scale"] is not None:
+        opts["scale"] = check_type("scale", opts["scale"], float, positive=True)
+    if (opts["alpha"] is None) == (opts["scale"] is None):
+        raise ConfigError(f"options alpha={opts['alpha']} and scale={opts['scale']}: give exactly one of "
+                          f"them (the multiplier of B @ A is scale, or alpha / rank when scale is null); "
+                          f"e.g. the authors' form is scale: 0.2 with alpha: null")
+    opts["init"] = check_type("init", opts["init"], str, choices={"kaiming", "gaussian"})
+    opts["init_std"] = check_type("init_std", opts["init_std"], float, positive=True)
     return opts
 
 
@@ -465,8 +568,12 @@ register(MethodSpec("full", "every parameter of the CLIP (logit_scale included)"
 register(MethodSpec("clip_adapter", "bottleneck adapters on the image and text embeddings; "
                     "backbone frozen", {"ratio": 0.2, "reduction": 4, "zero_init": False},
                     _v_adapter, _clip_adapter, lambda o: True, backbone_frozen=True))
+# LORA_DEFAULTS is today's form (q, k, v with a shared A, rank 8, alpha 16 -> scale 2, Kaiming A).
+# The authors' form: {"rank": 16, "alpha": None, "targets": "qv", "scale": 0.2, "init": "gaussian"}.
+LORA_DEFAULTS = {"rank": 8, "alpha": 16.0, "targets": "qkv", "scale": None, "init": "kaiming",
+                 "init_std": 0.02}
 register(MethodSpec("lora", "LoRA on attn.in_proj_weight of every block of both encoders",
-                    {"rank": 8, "alpha": 16.0}, _v_lora, _lora, lambda o: True))
+                    LORA_DEFAULTS, _v_lora, _lora, lambda o: True))
 register(MethodSpec("bitfit", "biases inside the residual blocks of both encoders", {},
                     _no_options, _bitfit, lambda o: True))
 register(MethodSpec("aclip", "attn.in_proj_weight (packed q,k,v) of the residual blocks",
@@ -517,3 +624,42 @@ def param_table(model_name: str = "ViT-B-32-quickgelu",
                     "trainable": trainable, "total": clf.total_parameter_count(),
                     "base_total": base_total, "trainable_pct": 100.0 * trainable / base_total})
     return pd.DataFrame(out)
+
+
+def profile_param_table(profile: str = "paper", model_name: str = "ViT-B-32-quickgelu"):
+    """:func:`param_table` for every (method, variant) that ``params/methods/`` configures for
+    ``profile`` (the default options of each method, then its variants), with a ``variant`` column."""
+    import pandas as pd
+    from . import config
+    rows, names = [], []
+    for method in METHODS:
+        p = config.load_stage_params("02_finetune", profile, method)
+        options, variants = p.get("options") or {}, p.get("variants") or {}
+        rows.append((method, dict(options)))
+        names.append((method, "default"))
+        for v, extra in variants.items():
+            rows.append((method, {**options, **(extra or {})}))
+            names.append((method, v))
+    out = []
+    for (method, variant), (_, options) in zip(names, rows):
+        df = param_table(model_name, variants=[(method, options)]).iloc[[-1]]
+        out.append(df.assign(variant=variant))
+    df = pd.concat(out, ignore_index=True)
+    return df[["method", "variant", "options", "trainable", "total", "base_total", "trainable_pct"]]
+
+
+def _markdown(df) -> str:
+    cols = list(df.columns)
+    fmt = {"trainable": "{:,}", "total": "{:,}", "base_total": "{:,}", "trainable_pct": "{:.3f}"}
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        cells = [fmt.get(c, "{}").format(r[c]) if c in fmt else str(r[c]).replace("|", "\\|") for c in cols]
+        cells = [f"`{x}`" if c == "options" else x for c, x in zip(cols, cells)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m lib.methods [profile [model]]: the table in docs/methods.md
+    import sys
+    args = sys.argv[1:] + ["paper", "ViT-B-32-quickgelu"][len(sys.argv[1:]):]
+    print(_markdown(profile_param_table(args[0], args[1]).drop(columns=["total"])))
