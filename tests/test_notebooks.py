@@ -111,6 +111,17 @@ def test_bootstrap_finds_the_repository_from_the_notebooks_folder():
     assert r.stdout.strip() == f"ROOT {ROOT} False"
 
 
+def test_bootstrap_prefers_the_repository_it_runs_in_over_an_installed_lib(tmp_path):
+    """With site-packages (which may hold another clone's editable install), the notebook still runs
+    the `lib` of the repository it sits in."""
+    code = cell_source("01_zero_shot", "bootstrap") + "\nimport lib.paths; print('ROOT', lib.paths.ROOT)"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "notebooks", env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"ROOT {ROOT}"
+
+
 def test_bootstrap_uses_the_notebook_path_jupyter_gives(tmp_path):
     r = run_bootstrap(tmp_path, {"JPY_SESSION_NAME": str(ROOT / "notebooks" / "01_zero_shot.ipynb")})
     assert r.returncode == 0, r.stderr

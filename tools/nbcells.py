@@ -76,16 +76,16 @@ HOSTED = ON_COLAB or "BINDER_LAUNCH_HOST" in os.environ  # opened alone: build m
 
 
 def _project_root():
-    spec = importlib.util.find_spec("lib")
-    if spec and spec.origin and (Path(spec.origin).parent / "paths.py").exists():
-        return None  # `import lib` already works (pip install -e . or started in the repository)
-    starts = [Path.cwd()]
+    starts = [Path.cwd()]  # the repository this notebook runs in comes first, then an installed `lib`
     if os.environ.get("JPY_SESSION_NAME"):  # the notebook's own path, under Jupyter
         starts.insert(0, Path(os.environ["JPY_SESSION_NAME"]).resolve().parent)
     for start in starts:
         for p in [start, *start.parents]:
             if (p / "lib" / "paths.py").exists() and (p / "notebooks").is_dir():
                 return p
+    spec = importlib.util.find_spec("lib")
+    if spec and spec.origin and (Path(spec.origin).parent / "paths.py").exists():
+        return None  # `import lib` works: the project is installed (pip install -e .)
     raise ModuleNotFoundError(
         "This notebook needs the project's `lib` package and cannot find it from "
         f"{{Path.cwd()}}. Run `pip install -e .` in the repository root, or start Jupyter / "
@@ -123,7 +123,7 @@ if ON_COLAB:
     sys.path.insert(0, str(root))
 else:
     root = _project_root()
-    if root is not None:
+    if root is not None and sys.path[:1] != [str(root)]:
         sys.path.insert(0, str(root))'''
 
 UPSTREAM = '''\
