@@ -246,3 +246,42 @@ def test_colab_requirements_leave_colab_stack_alone():
             "matplotlib", "scikit-learn", "jupyter", "triton"}
     assert not kept & set(names) and not any(n.startswith(("nvidia", "cuda")) for n in names)
     assert "open_clip_torch~=3.3" in (ROOT / "requirements-colab.txt").read_text()
+
+
+def test_shared_cells_in_a_kernel_on_binder_build_missing_inputs(tmp_path):
+    """Bootstrap + parameters + upstream cells of 02_finetune, executed by papermill as on Binder
+    (BINDER_LAUNCH_HOST set) with an empty build folder: the upstream cell runs `make pretrain` (a
+    stand-in that records its arguments and writes the checkpoint) and shows its output."""
+    pytest.importorskip("papermill")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    make = bin_dir / "make"
+    make.write_text(f"#!{sys.executable}\n" + textwrap.dedent('''
+        import os, sys
+        from pathlib import Path
+        open(os.environ["FAKE_MAKE_LOG"], "a").write(" ".join(sys.argv[1:]) + "\\n")
+        ck = Path(os.environ["CLIPMIS_BUILD"]) / "smoke" / "models" / "pretrained.safetensors"
+        ck.parent.mkdir(parents=True, exist_ok=True)
+        ck.write_text("x")
+        print("stand-in make wrote", ck.name)
+        '''))
+    make.chmod(0o755)
+    nb = nbformat.read(ROOT / "notebooks" / "02_finetune.ipynb", as_version=4)
+    keep = [c for c in nb.cells if c.metadata.get("nbcells") in ("bootstrap", "upstream")
+            or "parameters" in c.metadata.get("tags", [])]
+    nb.cells = keep
+    src, dst = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKELEVEL", "JPY_SESSION_NAME")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", BINDER_LAUNCH_HOST="https://mybinder.org/",
+               CLIPMIS_BUILD=str(tmp_path / "build"), FAKE_MAKE_LOG=str(tmp_path / "make.log"))
+    r = subprocess.run([sys.executable, "-m", "papermill", str(src), str(dst), "-k", "python3",
+                        "--no-progress-bar", "--cwd", str(ROOT / "notebooks")], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    target, profile, py = (tmp_path / "make.log").read_text().split()
+    assert (target, profile) == ("pretrain", "PROFILE=smoke")
+    assert py.startswith("PY=") and Path(py[3:]).exists()  # the kernel's own interpreter
+    out = json.loads(dst.read_text())
+    text = json.dumps([c.get("outputs") for c in out["cells"]])
+    assert "stand-in make wrote pretrained.safetensors" in text and "Upstream stages done" in text
