@@ -93,8 +93,8 @@ def ensure_upstream(stage: str, profile: str, *, root: Path | None = None, out=N
     rel = {s: os.path.relpath(p, root) for s, p in missing.items()}
     print(f"Inputs of {stage_name(stage)} missing on profile {profile!r}: "
           + "; ".join(f"{p} (from {s})" for s, p in rel.items()), file=out, flush=True)
-    print(f"Running the upstream stages: {' '.join(cmd)}   (in {root}; on the smoke profile this takes "
-          f"minutes, on mini about half an hour on 2 CPU cores)", file=out, flush=True)
+    print(f"Running the upstream stages: {' '.join(cmd)}   (in {root}; minutes on the smoke profile, "
+          f"longer on others: README 'Measured times')", file=out, flush=True)
     started = time.time()
     tail: list[str] = []
     with subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
