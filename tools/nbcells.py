@@ -65,7 +65,7 @@ NO_UPSTREAM = {"00_pretrain"}   # the first stage reads nothing another stage wr
 BOOTSTRAP = '''\
 # Bootstrap (shared cell, written by tools/nbcells.py). On Colab: fetch release REF of the project and
 # install only what Colab lacks, keeping its torch / numpy / pandas / kernel. Elsewhere: only make
-# `import lib` work (the installed package, or the repository this notebook is run from).
+# `import lib` work (the repository this notebook runs in, else the installed package).
 import importlib, importlib.util, os, subprocess, sys
 from importlib import metadata
 from pathlib import Path
