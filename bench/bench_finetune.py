@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lib import models  # noqa: E402
+from lib import config, models  # noqa: E402
 from lib import train as T  # noqa: E402
 from lib.data import Split  # noqa: E402
 
@@ -45,14 +45,14 @@ def main() -> None:
     t_start = time.perf_counter()
     bundle = models.create("ClipMis-Tiny", device="auto", seed=0)
     train, val = synthetic(512, 0, "train"), synthetic(128, 1, "val")
-    hp = {"epochs": 2, "batch_size": BATCH, "lr": 1e-3}
+    hp = {**config.stage_params("02_finetune", "mini"), "epochs": 2, "batch_size": BATCH, "lr": 1e-3}
     steps_per_epoch = -(-len(train) // BATCH)
     configs = [("full", {}, {}), ("clip_adapter", {}, {"cache_features": True}),
                ("clip_adapter", {}, {"cache_features": False}), ("lora", {}, {}),
                ("bitfit", {}, {}), ("aclip", {}, {}), ("aclip", {"qkv": "q"}, {}),
                ("aclip", {"towers": "image"}, {})]
     T.finetune(bundle, "bitfit", {}, synthetic(64, 2, "train"), None,
-               {"epochs": 1, "batch_size": BATCH, "lr": 1e-3}, seed=0, progress=False)  # warm-up
+               {**hp, "epochs": 1}, seed=0, progress=False)  # warm-up
     print(f"ClipMis-Tiny, {len(train)} synthetic 32x32 images, batch {BATCH}, "
           f"{len(CLASSES)} classes x {len(TEMPLATES)} templates, device {bundle.device}, "
           f"torch threads {torch.get_num_threads()}; training time of epoch 2 "

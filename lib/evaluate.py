@@ -13,7 +13,7 @@ import torch
 
 from . import io, metrics, models, paths
 from .data import DatasetSource, Split, iterate
-from .progress_compat import progress_iter
+from .progress import progress as progress_bar
 
 
 # ----------------------------------------------------------------------------- encoders
@@ -37,13 +37,13 @@ def _cache_key(state_fp: str, split: Split, bundle, kind: str, extra: str = "") 
 
 
 @torch.no_grad()
-def _encode(fn, bundle, split: Split, batch_size: int, num_workers: int, progress: bool) -> list[torch.Tensor]:
+def _encode(fn, bundle, split: Split, batch_size: int, num_workers: int, show: bool) -> list[torch.Tensor]:
     amp = bundle.device.type == "cuda"
     out = []
     it = iterate(split, bundle, batch_size, num_workers=num_workers)
     n_batches = (len(split) + batch_size - 1) // batch_size
-    for x, _ in progress_iter(it, total=n_batches, label=f"encode {split.task}/{split.domain}",
-                              enabled=progress):
+    for x, _ in progress_bar(it, total=n_batches, desc=f"encode {split.task}/{split.domain}",
+                             disable=not show, leave=False):
         with torch.autocast("cuda", enabled=amp):
             out.append(fn(x).float().cpu())
     return out
@@ -121,7 +121,7 @@ def zero_shot_table(bundle, source: DatasetSource, profile: str, batch_size: int
     state_fp = models.state_fingerprint(bundle.model)
     rows = []
     text_cache: dict[str, np.ndarray] = {}
-    for task, domain, split in progress_iter(eval_splits(source), label="zero-shot", enabled=progress):
+    for task, domain, split in progress_bar(eval_splits(source), desc="zero-shot", disable=not progress):
         s = source.load(task, domain, split)
         img = image_embeddings(bundle.model, bundle, s, state_fp, profile, batch_size, num_workers)
         if task not in text_cache:

@@ -81,7 +81,7 @@ from torch.nn.utils import parametrize
 from .config import ConfigError, check_type
 
 __all__ = ["METHODS", "MethodSpec", "ClipClassifier", "FixedZeros", "build", "resolve_options",
-           "validate_options", "lora_scale", "param_table", "profile_param_table", "tower_blocks"]
+           "lora_scale", "variant_options", "param_table", "profile_param_table", "tower_blocks"]
 
 
 # ----------------------------------------------------------------------------- registry
@@ -131,7 +131,20 @@ def resolve_options(method: str, options: dict | None = None) -> dict:
     return spec.validate(merged)
 
 
-validate_options = resolve_options  # alias; lib/stages.py calls it
+
+
+def variant_options(method: str, variant: str, options: dict | None, variants: dict | None) -> dict:
+    """The options of one (method, variant) as configured: the method's ``options`` overlaid with
+    the variant's (``variant="default"``: the options alone). Not yet merged with the defaults."""
+    options, variants = options or {}, variants or {}
+    if not isinstance(options, dict) or not isinstance(variants, dict):
+        raise ConfigError(f"'options' and 'variants' of method {method!r} must be mappings")
+    if variant == "default":
+        return dict(options)
+    if variant not in variants:
+        raise ConfigError(f"unknown variant {variant!r} of method {method!r}; valid variants: "
+                          f"{', '.join(['default', *variants])}")
+    return {**options, **(variants[variant] or {})}
 
 
 # ----------------------------------------------------------------------------- CLIP structure
@@ -633,12 +646,9 @@ def profile_param_table(profile: str = "paper", model_name: str = "ViT-B-32-quic
     from . import config
     rows, names = [], []
     for method in METHODS:
-        p = config.load_stage_params("02_finetune", profile, method)
-        options, variants = p.get("options") or {}, p.get("variants") or {}
-        rows.append((method, dict(options)))
-        names.append((method, "default"))
-        for v, extra in variants.items():
-            rows.append((method, {**options, **(extra or {})}))
+        p = config.method_params(method, profile)
+        for v in ["default", *(p.get("variants") or {})]:
+            rows.append((method, variant_options(method, v, p.get("options"), p.get("variants"))))
             names.append((method, v))
     out = []
     for (method, variant), (_, options) in zip(names, rows):

@@ -51,7 +51,7 @@ def pretrain(profile_cfg: dict, hp: dict, seed: int, out_path: Path, progress: b
     """Train from scratch, save ``out_path`` (safetensors) and return the history and metrics (the
     stage writes them to ``<out>.json``)."""
     import open_clip
-    from tqdm.auto import tqdm
+    from .progress import progress as tqdm
 
     from .world import load_corpus
     validate(hp)

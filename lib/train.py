@@ -140,7 +140,7 @@ def _check_finite_params(clf, method, epoch, step, lr):
 def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
              val_split: D.Split | None, hp: dict, seed: int, progress: bool = True) -> FinetuneResult:
     """Fine-tune a copy of ``bundle.model`` with ``method``; see the module docstring."""
-    from tqdm.auto import tqdm
+    from .progress import progress as tqdm
 
     hp = resolve_hp(hp)
     opts = M.resolve_options(method, options)

@@ -1,9 +1,15 @@
-"""The experiment grid of each profile, and the Make DAG of the real profile (dry run)."""
+"""The experiment grid of each profile, its units, the Make DAG of the real profile (dry run), the
+per-unit commands for clusters and the LAUNCH prefix."""
+import os
+import stat
 import subprocess
+import sys
 
 import pytest
 
-from lib import config, grid, paths
+from lib import config, paths
+from lib.paths import RunId
+from lib.pipeline import grid
 
 
 def test_mini_grid_is_the_full_study():
@@ -14,6 +20,9 @@ def test_mini_grid_is_the_full_study():
     assert {r.method for r in main} == {"full", "clip_adapter", "lora", "bitfit", "aclip"}
     assert len(abl) == 9 * 5 and {r.method for r in abl} == {"aclip"} and {r.seed for r in abl} == {0}
     assert len(set(runs)) == len(runs)
+    us = grid.units(runs)
+    assert len(us) == 25 and sum(len(v) for v in us.values()) == 120
+    assert len(us[("objects", "aclip")]) == 3 + 9 and len(us[("objects", "full")]) == 3
 
 
 def test_unknown_method_or_variant_in_grid_is_named():
@@ -27,22 +36,71 @@ def test_unknown_method_or_variant_in_grid_is_named():
         grid.runs(cfg)
 
 
-def test_make_include_has_one_rule_per_run():
+def test_duplicate_runs_are_refused():
+    cfg = config.load_profile("smoke")
+    cfg["grid"]["seeds"] = [0, 0]
+    with pytest.raises(config.ConfigError, match="twice"):
+        grid.runs(cfg)
+
+
+def test_run_identity_owns_its_path_and_marker(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path))
+    r = RunId("objects", "aclip", "q", 2)
+    assert r.dir("p") == tmp_path / "p" / "runs" / "objects" / "aclip" / "q" / "seed2"
+    assert r.marker("p").name == "row.json" and r.marker("p").parent == r.dir("p")
+    assert r.label == "objects/aclip[q]/seed2"
+
+
+def test_make_include_has_one_rule_per_unit():
     text = grid.make_include("smoke")
-    n = len(grid.runs(config.load_profile("smoke")))
-    assert text.count("$(call run_finetune,") == n
+    n = len(grid.units(grid.runs(config.load_profile("smoke"))))
+    assert text.count("$(call finetune_unit,") == n and text.count("$(call evaluate_unit,") == n
     assert "params/methods/lora.yaml" in text
+    assert "build/" not in text, "paths go through $(B), so CLIPMIS_BUILD moves Make's files too"
+
+
+def test_grid_failure_is_reported_and_exits_nonzero(capsys):
+    assert grid.main(["nope", "--runs"]) == 2
+    assert "not a profile" in capsys.readouterr().err
+
+
+def test_commands_one_per_unit_runnable_from_the_root():
+    cmds = grid.commands("paper", python="python3")
+    n = len(grid.units(grid.runs(config.load_profile("paper"))))
+    assert len(cmds) == 2 * n
+    assert all("-p profile paper" in c for c in cmds[:n]) and all("lib.pipeline.evaluate paper" in c for c in cmds[n:])
 
 
 def test_paper_profile_dry_run_shows_the_whole_dag():
-    """`make -n` for the real profile lists every notebook execution without needing data or a GPU."""
-    out = subprocess.run(["make", "-n", "--no-print-directory", "build/paper/04_figures.ipynb", "PROFILE=paper"],
+    """`make -n` for the real profile lists every unit without needing data or a GPU."""
+    out = subprocess.run(["make", "-n", "--no-print-directory", "dry-run", "PROFILE=paper"],
                          cwd=paths.ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     cmds = [line for line in out.stdout.splitlines() if " -m papermill " in line]
-    n_runs = len(grid.runs(config.load_profile("paper")))
-    assert n_runs == 120
-    assert len([c for c in cmds if "02_finetune" in c]) == n_runs
+    n_units = len(grid.units(grid.runs(config.load_profile("paper"))))
+    assert n_units == 25
+    assert len([c for c in cmds if "02_finetune" in c]) == n_units
+    assert len([line for line in out.stdout.splitlines() if "-m lib.pipeline.evaluate paper" in line]) == n_units
     for stage in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures"):
         assert any(f"notebooks/{stage}.ipynb" in c for c in cmds), stage
     assert all("-p profile paper" in c for c in cmds)
+
+
+def test_launch_prefix_goes_in_front_of_every_unit(tmp_path):
+    """LAUNCH="srun ..." prefixes every notebook execution and evaluation job (dry run)."""
+    out = subprocess.run(["make", "-n", "--no-print-directory", "dry-run", "PROFILE=paper",
+                          "LAUNCH=srun --gres=gpu:1 -c 8"], cwd=paths.ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    work = [line for line in out.stdout.splitlines() if " -m papermill " in line or "-m lib.pipeline.evaluate" in line]
+    assert work and all("srun --gres=gpu:1 -c 8 " in line for line in work)
+
+
+def test_bad_profile_is_refused_by_make():
+    for bad in ("", "nope", "mini smoke"):
+        out = subprocess.run(["make", "-n", "reproduce", f"PROFILE={bad}"], cwd=paths.ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and "is not a profile" in out.stderr, (bad, out.stderr)
+    out = subprocess.run(["make", "clean-profile", "PROFILE="], cwd=paths.ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0 and "is not a profile" in out.stderr

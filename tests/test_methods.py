@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lib import methods as M  # noqa: E402
+from lib import config, methods as M  # noqa: E402
 from lib import models  # noqa: E402
 from lib.config import ConfigError  # noqa: E402
 from lib.data import Split, iterate  # noqa: E402
@@ -410,7 +410,7 @@ def test_lora_authors_save_load_roundtrip(bundle, split, tmp_path):
     """Through lib.train: fine-tune, save_run, load_run (options via JSON: null alpha) -> same logits."""
     from lib import train as T
     from safetensors.torch import load_file
-    res = T.finetune(bundle, "lora", AUTHORS, split, None, {"epochs": 1, "batch_size": 16, "lr": 0.5},
+    res = T.finetune(bundle, "lora", AUTHORS, split, None, {**config.stage_params("02_finetune", "smoke"), "epochs": 1, "batch_size": 16, "lr": 0.5},
                      seed=0, progress=False)
     assert res.trainable_params == 65_536 and res.options == AUTHORS
     T.save_run(res, tmp_path, {"task": "t"})
@@ -461,9 +461,9 @@ def test_lora_per_step_weight_change_authors_vs_today(bundle, split):
 
 
 def test_profile_param_table_covers_the_configured_variants():
-    from lib import grid
+    from lib import config
     df = M.profile_param_table("paper")
-    want = [(m, v) for m in M.METHODS for v in ["default", *grid.method_variants(m, "paper")]]
+    want = [(m, v) for m in M.METHODS for v in ["default", *(config.method_params(m, "paper").get("variants") or {})]]
     assert list(zip(df["method"], df["variant"])) == want
     lora = df[df["method"] == "lora"].set_index("variant")
     assert {"authors", "qkv_r8"} <= set(lora.index)
@@ -476,10 +476,11 @@ def test_profile_param_table_covers_the_configured_variants():
 def test_lora_variants_in_params_spell_out_both_forms():
     """Both variants are complete forms (independent of the default options line); the default is
     one of the two (this round today's form; flipping it is one line in params/methods/lora.yaml)."""
-    from lib import config, stages
+    from lib import config
+    from lib.pipeline.finetune import run_options
     for profile in ["smoke", "mini", "paper"]:
-        p = config.load_stage_params("02_finetune", profile, "lora")
-        resolved = {v: M.resolve_options("lora", stages.resolve_method("lora", v, p["options"], p["variants"]))
+        p = config.method_params("lora", profile)
+        resolved = {v: M.resolve_options("lora", run_options(profile, "lora", v))
                     for v in ["default", "authors", "qkv_r8"]}
         assert resolved["authors"] == AUTHORS
         assert resolved["qkv_r8"] == TODAY == M.resolve_options("lora")

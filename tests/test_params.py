@@ -1,4 +1,4 @@
-"""Every params YAML key exists in its notebook's single `parameters` cell, with a matching type."""
+"""Notebooks name the work only (profile, task, method); every value comes from params/ via lib.config."""
 import ast
 import json
 from pathlib import Path
@@ -41,34 +41,35 @@ def test_one_parameters_cell_and_stripped(nb):
             assert c.get("outputs") == [] and c.get("execution_count") is None, f"{nb.name} is not stripped"
 
 
-def _kind(v):
-    if isinstance(v, bool):
-        return bool
-    if isinstance(v, int):
-        return int
-    if isinstance(v, float):
-        return float
-    return type(v)
+IDENTITY = {"profile", "task", "method", "seed", "publish"}
 
 
-def stage_yamls():
-    for stage in STAGES:
-        for f in [paths.PARAMS / f"{stage}.yaml", *paths.PARAMS.glob(f"*/{stage}.yaml")]:
-            if f.exists():
-                yield stage, f
-    for f in [*paths.PARAMS.glob("methods/*.yaml"), *paths.PARAMS.glob("*/methods/*.yaml")]:
-        yield "02_finetune", f
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_only_identifies_the_work(nb):
+    extra = set(parameters(nb)) - IDENTITY
+    assert not extra, (f"{nb.name}: parameters {sorted(extra)} belong in params/ (read through lib.config), "
+                       f"not in the notebook")
 
 
-@pytest.mark.parametrize("stage,yaml_file", list(stage_yamls()), ids=lambda x: str(x).replace(str(paths.PARAMS), "params"))
-def test_yaml_keys_exist_in_notebook_with_type(stage, yaml_file):
-    params = parameters(paths.NOTEBOOKS / f"{stage}.ipynb")
-    data = yaml.safe_load(yaml_file.read_text()) or {}
-    for k, v in data.items():
-        assert k in params, f"{yaml_file}: key {k!r} is not in {stage}'s parameters cell"
-        assert _kind(v) is _kind(params[k]), (f"{yaml_file}: {k}={v!r} ({_kind(v).__name__}) but the notebook "
-                                              f"default is {params[k]!r} ({_kind(params[k]).__name__}); "
-                                              f"write floats like 1.0e-4")
+def test_finetune_notebook_default_is_a_smoke_unit():
+    from lib.pipeline import grid
+    p = parameters(paths.NOTEBOOKS / "02_finetune.ipynb")
+    assert (p["task"], p["method"]) in grid.units(grid.runs(config.load_profile("smoke")))
+
+
+@pytest.mark.parametrize("profile", config.available_profiles())
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_params_load_for_every_profile(profile, stage):
+    config.stage_params(stage, profile)
+
+
+@pytest.mark.parametrize("profile", config.available_profiles())
+def test_every_method_of_the_grid_has_a_valid_recipe(profile):
+    from lib.pipeline import finetune, grid
+    cfg = config.load_profile(profile)
+    for t, m in grid.units(grid.runs(cfg)):
+        hp = finetune.run_hp(profile, m)
+        assert hp["lr"] > 0 and hp["epochs"] > 0
 
 
 def test_methods_share_epochs_and_batch_size():

@@ -9,7 +9,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lib import methods as M  # noqa: E402
+from lib import config, methods as M  # noqa: E402
 from lib import models  # noqa: E402
 from lib import train as T  # noqa: E402
 from lib.config import ConfigError  # noqa: E402
@@ -18,7 +18,8 @@ from lib.data import Split, iterate  # noqa: E402
 CLASSES = ["cat", "dog", "car", "tree"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-HP = {"epochs": 2, "batch_size": 16, "lr": 0.05}
+RECIPE = config.stage_params("02_finetune", "smoke")  # the one source of the recipe's values
+HP = {**RECIPE, "epochs": 2, "batch_size": 16, "lr": 0.05}
 HP1 = {**HP, "epochs": 1}
 
 
@@ -112,7 +113,7 @@ def test_same_seed_same_state(bundle, train_split, val_split, method, opts):
 
 # ----------------------------------------------------------------------------- feature caching
 def test_cached_clip_adapter_equals_uncached(bundle, train_split, val_split):
-    hp = {"epochs": 3, "batch_size": 16, "lr": 0.5, "warmup_steps": 2}
+    hp = {**RECIPE, "epochs": 3, "batch_size": 16, "lr": 0.5, "warmup_steps": 2}
     cached = T.finetune(bundle, "clip_adapter", {}, train_split, val_split,
                         {**hp, "cache_features": True}, seed=0, progress=False)
     direct = T.finetune(bundle, "clip_adapter", {}, train_split, val_split,

@@ -35,11 +35,8 @@ def setup(profile: str, seed: int = 0, label: str | None = None) -> dict:
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if label:
-        try:
-            from .. import progress
-            progress.set_label(label)
-        except (ImportError, AttributeError):
-            pass
+        from .. import progress
+        progress.set_label(label)
     return cfg
 
 

@@ -19,6 +19,7 @@ from ..config import ConfigError
 from ..data import source_for
 from ..io import read_json, write_csv, write_json
 from ..paths import RunId
+from ..progress import log
 
 STAGE = "03_evaluate"
 EVAL_VERSION = 2
@@ -94,7 +95,7 @@ def evaluate_unit(profile: str, task: str, method: str, progress: bool = True) -
     for i, r in enumerate(rs, 1):
         rows += evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers)
         if progress:
-            print(f"[{i}/{len(rs)}] evaluated {r.label}", flush=True)
+            log(f"[{i}/{len(rs)}] evaluated {r.label}")
     df = pd.DataFrame(rows)[EVAL_COLUMNS]
     write_csv(df, paths.unit_eval_csv(profile, task, method), float_format=None)
     return df

@@ -22,6 +22,7 @@ from .. import config, provenance
 from ..config import ConfigError
 from ..io import read_json, write_json
 from ..paths import RunId
+from ..progress import log
 from .common import base_fingerprint, base_model, seed_everything
 
 STAGE = "02_finetune"
@@ -32,20 +33,12 @@ CODE = ("methods", "train", "models", "data")
 
 
 def run_options(profile: str, method: str, variant: str) -> dict:
-    """The options of one (method, variant): the method's options overlaid with the variant's."""
-    from ..methods import METHODS
+    """The options of one (method, variant) of a profile (see :func:`lib.methods.variant_options`)."""
+    from ..methods import METHODS, variant_options
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     mp = config.method_params(method, profile)
-    options, variants = mp.get("options") or {}, mp.get("variants") or {}
-    if not isinstance(options, dict) or not isinstance(variants, dict):
-        raise ConfigError(f"'options' and 'variants' of params/methods/{method}.yaml must be mappings")
-    if variant == "default":
-        return dict(options)
-    if variant not in variants:
-        raise ConfigError(f"unknown variant {variant!r} of method {method!r}; valid variants: "
-                          f"{', '.join(['default', *variants])}")
-    return {**options, **(variants[variant] or {})}
+    return variant_options(method, variant, mp.get("options"), mp.get("variants"))
 
 
 def run_hp(profile: str, method: str) -> dict:
@@ -147,8 +140,8 @@ class Unit:
             row = self.run(r, progress=progress)
             rows.append(row)
             state = "reused" if row["reused"] else f"trained in {row['train_seconds']:.1f} s"
-            print(f"[{i}/{len(self.runs)}] {r.label}: best val acc {row['best_val_acc']:.3f} ({state}); "
-                  f"unit {time.perf_counter() - t0:.0f} s", flush=True)
+            log(f"[{i}/{len(self.runs)}] {r.label}: best val acc {row['best_val_acc']:.3f} ({state}); "
+                f"unit {time.perf_counter() - t0:.0f} s")
         return pd.DataFrame(rows)
 
 

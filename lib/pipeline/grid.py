@@ -128,18 +128,16 @@ def commands(profile: str, python: str = "python") -> list[str]:
 
 
 def progress_line(profile: str, stage: str) -> str:
-    """``[k/N] <stage> units done, ETA`` from the files on disk (cheap: no model, no validation)."""
+    """``[k/N] <stage> units done · elapsed · ETA`` from the files on disk (cheap: no model, no
+    validation). The clock starts when the stage could start: when 00_pretrain finished."""
+    from ..progress import stage_counter
     cfg = config.load_profile(profile)
     us = list(units(runs(cfg, validate=False)))
     target = paths.unit_notebook if stage == "finetune" else paths.unit_eval_csv
     done = sum(target(profile, t, m).exists() for t, m in us)
-    n = len(us)
-    t0 = float(os.environ.get("CLIPMIS_T0") or 0)
-    eta = ""
-    if t0 and 0 < done < n:
-        left = (time.time() - t0) / done * (n - done)
-        eta = f", about {int(left // 60)} min {int(left % 60):02d} s left at this pace"
-    return f"[{done}/{n}] {stage} units done{eta}"
+    first = paths.profile_dir(profile) / "00_pretrain.ipynb"
+    t0 = max(float(os.environ.get("CLIPMIS_T0") or 0), first.stat().st_mtime if first.exists() else 0) or time.time()
+    return stage_counter(done, len(us), t0, f"{stage} units done (profile {profile})")
 
 
 def main(argv=None) -> int:
