@@ -141,7 +141,7 @@ $(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/results/evaluation.csv $(B)/r
 	$(call papermill,04_figures,$@,$(if $(filter $(PROFILE),$(PUBLISH_PROFILE)),-p publish True))
 
 # ------------------------------------------------------------------ entry points (one make per profile at a time)
-LOCKED = $(PY) -m lib.pipeline.lock $(B)/.lock --
+LOCKED = $(PY) -m lib.pipeline.lock $(BUILD)/.$(PROFILE).lock --
 world pretrain: setup
 	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/00_pretrain.ipynb PROFILE=$(PROFILE)
 zero-shot: setup

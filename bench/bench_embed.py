@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # every file lib writes goes to a throw-away directory, never to build/
 _TMP = tempfile.mkdtemp(prefix="clipmis-bench-embed-")

@@ -18,7 +18,6 @@ import time
 import tracemalloc
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 

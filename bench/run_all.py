@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SCRIPTS = {  # name -> (file, heading)
     "silhouette": ("bench_silhouette.py", "Silhouette score: `lib.metrics.silhouette_cosine` vs scikit-learn"),

@@ -1,13 +1,13 @@
+"""Settings every test shares (one place): offline hub, headless plotting, one BLAS/OpenMP thread
+for the tiny test models, and the shared tiny-model fixtures. ``lib`` is imported as the installed
+package (``pip install -e .``, done by ``make setup``)."""
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")       # never reach a model hub
+os.environ.setdefault("MPLBACKEND", "Agg")         # no display
+os.environ.setdefault("CLIPMIS_PROGRESS", "text")  # plain progress lines in test logs
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,49 @@ def setup(profile: str, seed: int = 0, label: str | None = None) -> dict:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process (a second setup() in one kernel)
         pass
+    gpu = pick_gpu(profile)
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if label:
         from .. import progress
         progress.set_label(label)
     return cfg
+
+
+_gpu_lock = None  # held for the life of the process
+
+
+def pick_gpu(profile: str) -> int | None:
+    """On a machine with several visible GPUs, the first GPU no other unit of this profile holds.
+
+    ``make -jN`` starts N units at once; each takes a GPU through an OS file lock
+    (``build/.<profile>.gpu<i>.lock``, released when the process ends), so parallel units spread over
+    the GPUs instead of all landing on ``cuda:0``. With one visible GPU (e.g. ``srun --gres=gpu:1``
+    sets ``CUDA_VISIBLE_DEVICES``), or none, this does nothing."""
+    global _gpu_lock
+    import torch
+    if not torch.cuda.is_available() or torch.cuda.device_count() <= 1:
+        return None
+    if _gpu_lock is not None:
+        return _gpu_lock[1]
+    n = torch.cuda.device_count()
+    try:
+        import fcntl
+    except ImportError:
+        return os.getpid() % n
+    folder = paths.ensure(paths.build_root())
+    for i in range(n):
+        fd = os.open(folder / f".{profile}.gpu{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _gpu_lock = (fd, i)
+        return i
+    return os.getpid() % n  # more units than GPUs: share
 
 
 def base_model(cfg: dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +52,7 @@ def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_row
            "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits}}
     cache = read_json(rdir / "eval.json")
     if isinstance(cache, dict) and cache.get("key") == key and isinstance(cache.get("rows"), list):
-        return cache["rows"]
+        return CachedRows(cache["rows"])
     clf = train.load_run(base, rdir)  # builds a copy: the base model is never modified
     got = run_measures(clf, base, source, splits, profile, f"run:{state_fp}:{meta.get('request_fingerprint')}",
                        base_state, batch_size, num_workers)
@@ -77,6 +78,7 @@ def evaluate_unit(profile: str, task: str, method: str, progress: bool = True) -
     from .common import base_model, setup
     from .finetune import finished_row
     from .grid import unit_runs
+    started = time.time()
     cfg = setup(profile, label=f"evaluate {task}/{method}")
     p = config.stage_params(STAGE, profile)
     batch_size = config.check_type("batch_size", p["batch_size"], int, positive=True)
@@ -91,14 +93,28 @@ def evaluate_unit(profile: str, task: str, method: str, progress: bool = True) -
     source.check()
     base = base_model(cfg)
     base_state = models.state_fingerprint(base.model)
-    rows = []
+    rows, timing = [], []
     for i, r in enumerate(rs, 1):
-        rows += evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers)
+        t0 = time.perf_counter()
+        got = evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers)
+        seconds = time.perf_counter() - t0
+        cached = isinstance(got, CachedRows)
+        timing.append({"run": r.label, "seconds": seconds, "images": int(sum(x["n_images"] for x in got)),
+                       "cached": cached})
+        rows += got
         if progress:
-            log(f"[{i}/{len(rs)}] evaluated {r.label}")
+            state = "cached" if cached else f"{timing[-1]['images'] / seconds:,.0f} images/s"
+            log(f"[{i}/{len(rs)}] evaluated {r.label} ({state})")
     df = pd.DataFrame(rows)[EVAL_COLUMNS]
-    write_csv(df, paths.unit_eval_csv(profile, task, method), float_format=None)
+    out = paths.unit_eval_csv(profile, task, method)
+    write_csv(df, out, float_format=None)
+    write_json(out.with_suffix(".timing.json"), {"unit": f"{task}/{method}", "start": started,
+                                                 "end": time.time(), "runs": timing})
     return df
+
+
+class CachedRows(list):
+    """Rows read back from a run's ``eval.json`` (nothing was encoded)."""
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,6 @@
 """Run a command while holding a per-profile lock, so two ``make`` runs never share a build folder.
 
-    python -m lib.pipeline.lock build/<profile>/.lock -- <command ...>
+    python -m lib.pipeline.lock build/.<profile>.lock -- <command ...>
 
 A second run finds the lock held, names the process that holds it and exits with status 3 before
 touching anything. The lock is an OS file lock (``fcntl.flock``): it is released when the holder
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
             holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
         except ValueError:
             holder = {}
-        print(f"error: another run is using {path.parent} (pid {holder.get('pid', '?')}, started "
+        print(f"error: another run holds {path} (pid {holder.get('pid', '?')}, started "
               f"{holder.get('started', '?')}: {holder.get('cmd', '?')}). Wait for it to finish or stop it; "
               f"two runs on one profile would overwrite each other's files.", file=sys.stderr)
         return 3
