@@ -132,6 +132,221 @@ def test_yaml_that_is_not_a_mapping(params_copy):
         config.load_stage_params("02_finetune", "smoke")
 
 
+# ----------------------------------------------------------------------------- schema: wrong parameters
+def _edit(f: Path, old: str, new: str) -> None:
+    text = f.read_text()
+    assert old in text, f"{old!r} not in {f}"
+    f.write_text(text.replace(old, new, 1))
+
+
+def test_misspelt_profile_key_is_refused_with_a_suggestion(params_copy):
+    f = params_copy / "profiles" / "smoke.yaml"
+    _edit(f, "grid:", "gird:")
+    with pytest.raises(ConfigError, match=rf"{f}: unknown key 'gird' \(did you mean 'grid'\?\); valid keys: "
+                                          r"description, extends, device, data, world, model, grid"):
+        config.load_profile("smoke")
+
+
+def test_misspelt_nested_profile_key(params_copy):
+    f = params_copy / "profiles" / "mini.yaml"
+    _edit(f, "    n_pairs: 50000", "    n_pair: 50000")
+    with pytest.raises(ConfigError, match=r"mini.yaml: unknown key 'world.corpus.n_pair' \(did you mean 'n_pairs'\?\)"):
+        config.load_profile("smoke")      # smoke extends mini: the parent's file is named
+
+
+@pytest.mark.parametrize("rel,old,new,match", [
+    ("methods/lora.yaml", "lr: 1.0e-1", "learning_rate: 1.0e-1",
+     r"lora.yaml: unknown key 'learning_rate'; valid keys: lr, lr_grid, options, variants"),
+    ("methods/lora.yaml", "options:", "option:", r"lora.yaml: unknown key 'option' \(did you mean 'options'\?\)"),
+    ("paper/methods/full.yaml", "lr: 1.0e-5", "lr: 1.0e-5\nepochs: 3", r"full.yaml: unknown key 'epochs'"),
+])
+def test_unknown_key_in_method_file(params_copy, rel, old, new, match):
+    _edit(params_copy / rel, old, new)
+    profile = "paper" if rel.startswith("paper/") else "smoke"
+    with pytest.raises(ConfigError, match=match):
+        config.method_params(rel.split("/")[-1][:-5], profile)
+
+
+def test_unknown_key_in_stage_file(params_copy):
+    f = params_copy / "mini" / "02_finetune.yaml"
+    _edit(f, "epochs: 4", "epoch: 4")
+    with pytest.raises(ConfigError, match=rf"{f}: unknown key 'epoch' \(did you mean 'epochs'\?\)"):
+        config.stage_params("02_finetune", "mini")
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch'"):
+        config.check_all("mini")
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ("seeds: [0]\n  ablations", "seeds: [0, 0]\n  ablations", r"grid.seeds: lists 0 more than once"),
+    ("tasks: [objects, pathology]", "tasks: [objects, pathology, objects]", r"grid.tasks: lists 'objects' more than once"),
+    ("variants: [q, first2]", "variants: [q, first2, q]", r"grid.ablations.aclip.variants: lists 'q' more than once"),
+    ("sizes: {train: 120, val: 40, test: 60}", "sizes: {train: 120, val: 0, test: 60}", r"world.sizes.val: must be >= 1, got 0"),
+    ("n_pairs: 3000", "n_pairs: -5", r"world.corpus.n_pairs: must be >= 1, got -5"),
+    ("seeds: [0]\n  ablations", "seeds: ['0']\n  ablations", r"grid.seeds\[0\]: must be an integer, got '0'"),
+    ("tasks: [objects, pathology]", "tasks: objects", r"grid.tasks: must be a list, got 'objects'"),
+])
+def test_bad_profile_values(params_copy, old, new, match):
+    _edit(params_copy / "profiles" / "smoke.yaml", old, new)
+    with pytest.raises(ConfigError, match=match):
+        config.load_profile("smoke")
+
+
+def test_duplicate_task_in_world(params_copy):
+    _edit(params_copy / "profiles" / "mini.yaml", "tasks: [objects, digits,", "tasks: [objects, objects, digits,")
+    with pytest.raises(ConfigError, match=r"mini.yaml: world.tasks: lists 'objects' more than once"):
+        config.load_profile("mini")
+
+
+@pytest.mark.parametrize("rel,old,new,match", [
+    ("methods/lora.yaml", "lr: 1.0e-1", "lr: -1.0e-1", r"lr: must be > 0, got -0.1"),
+    ("methods/lora.yaml", "lr: 1.0e-1", "lr: 1e-4", r"lr: must be a number, got '1e-4' \(str\).*1.0e-4"),
+    ("methods/lora.yaml", "lr: 1.0e-1", "lr: 1.0e-1\nlr_grid: [1.0e-2, 1.0e-2]", r"lr_grid: lists 0.01 more than once"),
+    ("methods/lora.yaml", "options: {rank: 8, alpha: 16}", "options: [8, 16]", r"options: must be a mapping"),
+    ("methods/aclip.yaml", "q: {qkv: q}", "q: qkv", r"variants.q: must be a mapping"),
+    ("02_finetune.yaml", "momentum: 0.9", "momentum: 1.5", r"momentum: must be < 1, got 1.5"),
+    ("02_finetune.yaml", "cosine: true", "cosine: yes please", r"cosine: must be true/false"),
+    ("00_pretrain.yaml", "epochs: 2", "epochs: 0", r"epochs: must be >= 1, got 0"),
+])
+def test_bad_stage_and_method_values(params_copy, rel, old, new, match):
+    _edit(params_copy / rel, old, new)
+    with pytest.raises(ConfigError, match=match):
+        config.check_all("smoke")
+
+
+def test_lr_grid_is_accepted(params_copy):
+    _edit(params_copy / "methods" / "lora.yaml", "lr: 1.0e-1", "lr: 1.0e-1\nlr_grid: [1.0e-2, 1.0e-1, 1]")
+    assert config.method_params("lora", "smoke")["lr_grid"] == [0.01, 0.1, 1.0]
+
+
+def test_duplicate_key_in_one_mapping(params_copy):
+    f = params_copy / "methods" / "lora.yaml"
+    f.write_text("lr: 1.0e-1\noptions: {rank: 8, alpha: 16}\nlr: 1.0e-2\n")
+    with pytest.raises(ConfigError, match=rf"{f}: duplicate key 'lr' at line 3 \(first at line 1\)"):
+        config.method_params("lora", "smoke")
+
+
+def test_yaml_aliases_are_refused(params_copy):
+    """No alias expansion (a 'billion laughs' file would otherwise take the memory)."""
+    f = params_copy / "profiles" / "smoke.yaml"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f.write_text(bomb)
+    with pytest.raises(ConfigError, match=rf"{f}: YAML anchor &a at line 1: anchors and aliases are not allowed"):
+        config.load_profile("smoke")
+    f.write_text("extends: mini\ngrid: {tasks: [objects], seeds: *s}\n")
+    with pytest.raises(ConfigError, match=r"YAML alias \*s at line 2"):
+        config.load_profile("smoke")
+
+
+def test_non_utf8_file_is_named(params_copy):
+    f = params_copy / "mini" / "02_finetune.yaml"
+    f.write_bytes(b"epochs: 4\n# caf\xe9\nbatch_size: 128\n")
+    with pytest.raises(ConfigError, match=rf"{f} is not UTF-8 text: byte 0xe9 at line 2"):
+        config.stage_params("02_finetune", "mini")
+
+
+def test_unreadable_file_is_named(params_copy, monkeypatch):
+    f = params_copy / "methods" / "bitfit.yaml"
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self == f:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(ConfigError, match=rf"cannot read parameter file {f}: Permission denied"):
+        config.method_params("bitfit", "smoke")
+
+
+@pytest.mark.parametrize("name,match", [
+    ("", r"no profile given \(PROFILE is empty\); valid profiles: mini, paper, smoke"),
+    ("  ", r"no profile given"),
+    ("../smoke", r"'../smoke' is not a profile name .*no path.*valid profiles: mini, paper, smoke"),
+    ("profiles/smoke", r"is not a profile name"),
+    ("/", r"is not a profile name"),
+    ("smok", r"unknown profile 'smok' \(did you mean 'smoke'\?\); valid profiles: mini, paper, smoke"),
+])
+def test_profile_name_is_checked(name, match):
+    with pytest.raises(ConfigError, match=match):
+        config.check_profile_name(name)
+    with pytest.raises(ConfigError, match=match):
+        config.load_profile(name)
+
+
+def test_profile_name_cli_exits_non_zero():
+    r = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "lib.config", "profile-name", ""], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "valid profiles: mini, paper, smoke" in r.stderr
+    r = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "lib.config", "profile-name", "smoke"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_cli_names_the_bad_file(params_copy):
+    """`python -m lib.config check` is what Make runs before building the grid."""
+    _edit(params_copy / "methods" / "full.yaml", "lr: 1.0e-3", "lr: 1.0e-3\nlearning_rate: 1.0e-2")
+    assert config.main(["check", "smoke"]) == 1
+    assert config.main(["check", "paper"]) == 1
+
+
+def test_extends_cycle_and_missing_keys(params_copy):
+    _edit(params_copy / "profiles" / "mini.yaml", "description:", "extends: smoke\ndescription:")
+    with pytest.raises(ConfigError, match=r"'extends' makes a cycle: smoke -> mini -> smoke"):
+        config.load_profile("smoke")
+    (params_copy / "profiles" / "bare.yaml").write_text("grid: {seeds: [0]}\n")
+    with pytest.raises(ConfigError, match=r"bare.yaml: top level: missing key\(s\) model"):
+        config.load_profile("bare")
+
+
+def test_overlay_semantics_mapping_merges_list_replaces_replace_clears(params_copy):
+    f = params_copy / "profiles" / "smoke.yaml"
+    base = f.read_text()
+    # mapping: merged key by key (the ablation keeps mini's aclip entry merged with smoke's)
+    assert config.load_profile("smoke")["grid"]["ablations"]["aclip"]["variants"] == ["q", "first2"]
+    assert config.load_profile("smoke")["world"]["corpus"]["coverage"] == config.load_profile("mini")["world"]["corpus"]["coverage"]
+    # an empty mapping merges nothing: the inherited mapping stays ...
+    f.write_text(base.replace("  ablations:\n    aclip:", "  ablations: {}\n  old_ablations:\n    aclip:"))
+    with pytest.raises(ConfigError, match=r"unknown key 'grid.old_ablations' \(did you mean 'ablations'\?\)"):
+        config.load_profile("smoke")
+    f.write_text(base.split("  ablations:")[0] + "  ablations: {}\n")
+    assert config.load_profile("smoke")["grid"]["ablations"] == config.load_profile("mini")["grid"]["ablations"]
+    # ... and !replace clears it (or replaces it whole)
+    f.write_text(base.split("  ablations:")[0] + "  ablations: !replace {}\n")
+    assert config.load_profile("smoke")["grid"]["ablations"] == {}
+    f.write_text(base.split("  ablations:")[0] + "  ablations: !replace {bitfit: {variants: []}}\n")
+    assert config.load_profile("smoke")["grid"]["ablations"] == {"bitfit": {"variants": []}}
+    # a list replaces (an empty list clears it)
+    f.write_text(base.replace("tasks: [objects, pathology]", "tasks: []"))
+    assert config.load_profile("smoke")["grid"]["tasks"] == []
+    # null only where a key is nullable
+    f.write_text(base + "model: null\n")
+    with pytest.raises(ConfigError, match=r"model: must be a mapping, got null"):
+        config.load_profile("smoke")
+    f.write_text("extends: mini\ngrid: {seeds: !replace [1]}\n")
+    with pytest.raises(ConfigError, match=r"!replace at line \d+ must tag a mapping"):
+        config.load_profile("smoke")
+
+
+def test_stage_overlays_come_from_the_profiles_own_folder_only():
+    """smoke extends mini, but params/mini/<stage>.yaml does not apply to smoke (results must not move)."""
+    assert config.stage_params("02_finetune", "smoke")["epochs"] == 2
+    assert config.stage_params("02_finetune", "mini")["epochs"] == 4
+    assert config.param_files("02_finetune", "smoke", "lora") == [
+        paths.PARAMS / "02_finetune.yaml", paths.PARAMS / "methods" / "lora.yaml"]
+    assert config.param_files("02_finetune", "paper", "lora")[-1] == paths.PARAMS / "paper" / "methods" / "lora.yaml"
+    assert config.method_params("lora", "paper")["options"] == {"rank": 8, "alpha": 16}
+    with pytest.raises(ConfigError, match=r"unknown stage '02_finetun' \(did you mean '02_finetune'\?\)"):
+        config.stage_params("02_finetun", "smoke")
+    with pytest.raises(ConfigError, match=r"unknown method 'lroa' \(did you mean 'lora'\?\)"):
+        config.method_params("lroa", "smoke")
+
+
+def test_params_cli_prints_what_the_loader_merges(capsys):
+    import yaml
+    assert config.main(["params", "02_finetune", "paper", "lora"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == config.load_stage_params("02_finetune", "paper", "lora")
+
+
 # ----------------------------------------------------------------------------- types and ranges
 @pytest.mark.parametrize("hp,match", [
     ({"lr": -1.0e-3}, r"'lr' must be > 0, got -0.001"),
