@@ -808,7 +808,12 @@ if __name__ == "__main__":
     import sys
 
     from .config import load_profile
-    cfg = load_profile(sys.argv[1] if len(sys.argv) > 1 else "")
+    try:
+        cfg = load_profile(sys.argv[1] if len(sys.argv) > 1 else "")
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    if cfg.get("data", {}).get("source", "embedded") != "embedded":
+        sys.exit(f"profile {cfg['name']} reads real data (data.source: {cfg['data']['source']}): it has no embedded world")
     try:
         verify_world(cfg, deep=True)
         print(f"world of {cfg['name']}: ok ({paths.world_dir(cfg['name'])})")
