@@ -1,17 +1,52 @@
-"""Layered YAML parameters.
+"""The one loader of the YAML parameters in ``params/``, with schema validation.
 
-Two kinds of YAML live in ``params/``:
+Every consumer (the Makefile through ``python -m lib.config``, the grid, the notebooks and the
+stages) reads parameters through this module, so a wrong value is refused the same way
+everywhere, before any work starts.
 
-* ``params/profiles/<profile>.yaml`` -- profile-wide settings (world / datasets, model,
-  experiment grid).  A profile may ``extends:`` another one; mappings are deep-merged.
-* ``params/<stage>.yaml`` (stage defaults), ``params/<profile>/<stage>.yaml`` (profile
-  overlay) and ``params/methods/<method>.yaml`` -- handed to papermill with ``-f``.
-  Their keys must exist in the notebook's ``parameters`` cell (a test checks this).
+Files
+-----
+* ``params/profiles/<profile>.yaml`` -- profile-wide settings (``world`` / ``data``, ``model``,
+  ``grid``, ``device``, ``description``).  A profile may ``extends:`` another profile.
+* ``params/<stage>.yaml`` -- a stage's defaults (the smoke values), then
+  ``params/<profile>/<stage>.yaml`` -- that profile's overlay.  Only the profile's OWN folder
+  applies: a profile that ``extends`` another does not inherit the other's stage overlays
+  (``smoke`` extends ``mini`` but runs on the stage defaults).
+* ``params/methods/<method>.yaml`` then ``params/<profile>/methods/<method>.yaml`` -- a
+  fine-tuning method's ``lr`` (optional ``lr_grid``), ``options`` and ``variants``.
+
+Overlay semantics (profile ``extends``, stage and method overlays)
+-----------------------------------------------------------------
+* a **mapping** deep-merges: keys of the overlay replace or add to the inherited keys;
+* a **list** or a **scalar** replaces the inherited value (``tasks: []`` clears a list);
+* ``key: !replace {...}`` replaces an inherited mapping whole instead of merging it;
+  ``key: !replace {}`` clears it;
+* ``key: null`` sets the value to null, which only keys documented as nullable accept
+  (e.g. ``data.max_test_per_domain``).
+
+Validation (``ConfigError`` naming the file, the key and the fix)
+-----------------------------------------------------------------
+Unknown keys (with a "did you mean" suggestion), types, ranges, choices, duplicates in lists
+(``grid.seeds: [0, 0]``, a task listed twice), duplicate keys in one YAML mapping, YAML anchors and
+aliases (refused: no alias expansion), files that cannot be read or are not UTF-8.  Option keys of
+methods and variants are checked by ``lib.methods.resolve_options`` (the grid does that); this
+module checks their structure.
+
+Command line (for the Makefile)::
+
+    python -m lib.config check <profile>                 # validate everything the profile uses
+    python -m lib.config profile-name <name>             # exit 1 unless <name> is a profile
+    python -m lib.config params <stage> <profile> [<method>]   # merged, validated YAML
+    python -m lib.config files <stage> <profile> [<method>]    # the files that feed it
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +54,102 @@ import yaml
 
 from . import paths
 
+STAGES = ("00_pretrain", "01_zero_shot", "02_finetune", "03_evaluate", "04_figures")
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
 
 class ConfigError(ValueError):
     """A malformed or unknown parameter; the message says what and how to fix it."""
 
 
+# ============================================================================ YAML reading
+class Replace(dict):
+    """A mapping tagged ``!replace``: replaces the inherited mapping instead of merging into it."""
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without anchors / aliases and with duplicate keys refused."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise ConfigError(f"YAML alias *{ev.anchor} at line {ev.start_mark.line + 1}: anchors and "
+                              f"aliases are not allowed in params files; write the values out")
+        ev = self.peek_event()
+        if getattr(ev, "anchor", None):
+            raise ConfigError(f"YAML anchor &{ev.anchor} at line {ev.start_mark.line + 1}: anchors and "
+                              f"aliases are not allowed in params files; write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                                  f"(first at line {seen[key]}): keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_replace(loader, node):
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"!replace at line {node.start_mark.line + 1} must tag a mapping "
+                          f"(lists always replace: write the new list)")
+    return Replace(loader.construct_mapping(node, deep=True))
+
+
+_Loader.add_constructor("!replace", _construct_replace)
+
+
+def _plain(obj):
+    """Drop the ``Replace`` markers (after merging)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def deep_merge(base: dict, overlay: dict) -> dict:
+    """Mappings merge, ``!replace`` mappings / lists / scalars replace (module docstring)."""
     out = copy.deepcopy(base)
     for key, value in (overlay or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, Replace):
+            out[key] = _plain(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _plain(copy.deepcopy(value))
     return out
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
+
+
 def read_yaml(path: Path) -> dict:
+    """One params file as a mapping (``Replace`` markers kept for merging). Errors name the file."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"parameter file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameter file {path}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line} "
+                          f"(offset {exc.start}); save the file as UTF-8") from exc
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML in {path}: {exc}. Fix the syntax of that file.") from exc
     if data is None:
@@ -49,42 +159,307 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
+# ============================================================================ schema
+@dataclass
+class F:
+    """A field of a schema: its type, range and structure."""
+    kind: Any = None                 # type or tuple of types; None = anything
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False           # min is exclusive
+    max_open: bool = False           # max is exclusive
+    choices: tuple | None = None
+    nullable: bool = False
+    items: "F | None" = None         # list items
+    unique: bool = False             # list without duplicates
+    nonempty: bool = False
+    keys: "dict[str, F] | None" = None   # a mapping with these keys only
+    required: tuple = ()                 # keys required after merging
+    values: "F | None" = None            # a mapping of free keys -> values of this field
+    doc: str = ""
+
+
+def _num(**kw):
+    return F(kind=float, **kw)
+
+
+def _int(**kw):
+    return F(kind=int, **kw)
+
+
+_STR_LIST = F(kind=list, items=F(kind=str), unique=True)
+_SEEDS = F(kind=list, items=_int(min=0), unique=True, nonempty=True)
+
+PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
+    "description": F(kind=str),
+    "extends": F(kind=str),
+    "device": F(kind=str, doc="auto, cpu, cuda, cuda:N, mps"),
+    "data": F(kind=dict, keys={
+        "source": F(kind=str, choices=("embedded", "real")),
+        "root": F(kind=str, nullable=True),
+        "download": F(kind=bool),
+        "shots": _int(min=1, nullable=True),
+        "seed": _int(min=0),
+        "val_fraction": _num(min=0, min_open=True, max=0.5, max_open=True),
+        "max_test_per_domain": _int(min=1, nullable=True),
+        "tasks": F(kind=list, items=F(kind=str), unique=True, nonempty=True),
+        "templates": F(kind=dict, values=F(kind=list, items=F(kind=str), nonempty=True)),
+    }),
+    "world": F(kind=dict, required=("seed", "tasks", "sizes", "corpus"), keys={
+        "seed": _int(min=0),
+        "tasks": F(kind=list, items=F(kind=str), unique=True, nonempty=True),
+        "sizes": F(kind=dict, required=("train", "val", "test"), keys={
+            "train": _int(min=1), "val": _int(min=1), "test": _int(min=1)}),
+        "corpus": F(kind=dict, required=("n_pairs", "coverage"), keys={
+            "n_pairs": _int(min=1),
+            "coverage": F(kind=dict, values=F(kind=dict, values=_num(min=0))),
+        }),
+    }),
+    "model": F(kind=dict, required=("name",), keys={
+        "name": F(kind=str),
+        "pretrained": F(kind=str, doc='"self", an open_clip tag or a checkpoint path'),
+    }),
+    "grid": F(kind=dict, keys={
+        "tasks": _STR_LIST,
+        "methods": _STR_LIST,
+        "seeds": _SEEDS,
+        "ablations": F(kind=dict, values=F(kind=dict, required=("variants",), keys={
+            "variants": F(kind=list, items=F(kind=str), unique=True),
+            "tasks": _STR_LIST,
+            "seeds": _SEEDS,
+        })),
+    }),
+})
+
+_BATCH = _int(min=1)
+_WORKERS = _int(min=0)
+STAGE_SCHEMAS: dict[str, F] = {
+    "00_pretrain": F(kind=dict, keys={
+        "seed": _int(min=0), "epochs": _int(min=1), "batch_size": _BATCH, "lr": _num(min=0, min_open=True),
+        "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "holdout": _int(min=1)}),
+    "01_zero_shot": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS}),
+    "02_finetune": F(kind=dict, keys={
+        "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
+        "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
+        "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool)}),
+    "03_evaluate": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS}),
+    "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
+}
+
+_OPTION_VALUE = F(kind=(str, int, float, bool, list), nullable=True)
+METHOD_SCHEMA = F(kind=dict, required=("lr",), keys={
+    "lr": _num(min=0, min_open=True),
+    "lr_grid": F(kind=list, items=_num(min=0, min_open=True), unique=True, nonempty=True),
+    "options": F(kind=dict, values=_OPTION_VALUE),
+    "variants": F(kind=dict, values=F(kind=dict, values=_OPTION_VALUE)),
+})
+
+
+def _type_name(kind) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(_type_name(k) for k in kind)
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false",
+            int: "an integer", float: "a number"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _suggest(key: str, known) -> str:
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate(value: Any, spec: F, where: str, source: str, *, merged: bool = False) -> Any:
+    """Check ``value`` against ``spec``; ``where`` is the dotted key, ``source`` names the file(s).
+
+    With ``merged`` the required keys of mappings are enforced too (a single overlay file may
+    leave them to the file it extends). Returns the value (ints accepted where floats are).
+    """
+    def fail(msg):
+        raise ConfigError(f"{source}: {where or 'top level'}: {msg}")
+
+    if value is None:
+        if spec.nullable or spec.kind is None:
+            return None
+        fail(f"must be {_type_name(spec.kind)}, got null (only keys documented as nullable accept null)")
+    kind = spec.kind
+    if kind is not None:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value) if kinds == (float,) else value
+        if isinstance(value, bool) and bool not in kinds:
+            fail(f"must be {_type_name(kind)}, got the boolean {value!r}")
+        if not isinstance(value, kinds):
+            hint = (" (write floats like 1.0e-4: YAML reads 1e-4 as a string)"
+                    if float in kinds and isinstance(value, str) else "")
+            fail(f"must be {_type_name(kind)}, got {value!r} ({type(value).__name__}){hint}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            fail(f"must be a finite number, got {value!r}")
+        if spec.min is not None and (value <= spec.min if spec.min_open else value < spec.min):
+            fail(f"must be {'>' if spec.min_open else '>='} {spec.min:g}, got {value!r}")
+        if spec.max is not None and (value >= spec.max if spec.max_open else value > spec.max):
+            fail(f"must be {'<' if spec.max_open else '<='} {spec.max:g}, got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        fail(f"{value!r} is not one of {', '.join(map(str, spec.choices))}")
+    if isinstance(value, list):
+        if spec.nonempty and not value:
+            fail("must not be empty")
+        if spec.items is not None:
+            value = [validate(v, spec.items, f"{where}[{i}]", source, merged=merged) for i, v in enumerate(value)]
+        if spec.unique:
+            seen, dups = set(), []
+            for v in value:
+                k = json.dumps(v, sort_keys=True, default=str)
+                if k in seen and v not in dups:
+                    dups.append(v)
+                seen.add(k)
+            if dups:
+                fail(f"lists {', '.join(map(repr, dups))} more than once: each entry must appear once "
+                     f"(duplicates would repeat runs and rows)")
+    if isinstance(value, dict):
+        out = type(value)()
+        for k, v in value.items():
+            sub = f"{where}.{k}" if where else str(k)
+            if not isinstance(k, str):
+                fail(f"key {k!r} must be a string")
+            if spec.keys is not None:
+                if k not in spec.keys:
+                    raise ConfigError(f"{source}: unknown key {sub!r}{_suggest(k, spec.keys)}; "
+                                      f"valid keys{' of ' + where if where else ''}: {', '.join(spec.keys)}")
+                out[k] = validate(v, spec.keys[k], sub, source, merged=merged)
+            elif spec.values is not None:
+                out[k] = validate(v, spec.values, sub, source, merged=merged)
+            else:
+                out[k] = v
+        if merged:
+            missing = [k for k in spec.required if k not in value]
+            if missing:
+                fail(f"missing key(s) {', '.join(missing)}")
+        value = out
+    return value
+
+
+# ============================================================================ profiles
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in (paths.PARAMS / "profiles").glob("*.yaml"))
 
 
+def check_profile_name(name) -> str:
+    """``name`` if it names a file ``params/profiles/<name>.yaml``; else a ConfigError listing them."""
+    valid = ", ".join(available_profiles())
+    if name is None or not isinstance(name, str) or name.strip() == "":
+        raise ConfigError(f"no profile given (PROFILE is empty); valid profiles: {valid} "
+                          f"(each is a file params/profiles/<name>.yaml)")
+    if not _PROFILE_NAME.match(name):
+        raise ConfigError(f"{name!r} is not a profile name (letters, digits, '-' and '_' only, no path); "
+                          f"valid profiles: {valid}")
+    if not (paths.PARAMS / "profiles" / f"{name}.yaml").is_file():
+        raise ConfigError(f"unknown profile {name!r}{_suggest(name, available_profiles())}; valid profiles: "
+                          f"{valid} (each is a file params/profiles/<name>.yaml)")
+    return name
+
+
+def _profile_chain(profile: str) -> list[tuple[Path, dict]]:
+    """[(file, validated raw mapping)] from the root ancestor to ``profile``."""
+    chain: list[tuple[Path, dict]] = []
+    seen: list[str] = []
+    name = check_profile_name(profile)
+    while name:
+        check_profile_name(name)
+        if name in seen:
+            raise ConfigError(f"params/profiles/{seen[-1]}.yaml: 'extends' makes a cycle: "
+                              f"{' -> '.join([*seen, name])}")
+        seen.append(name)
+        path = paths.PARAMS / "profiles" / f"{name}.yaml"
+        raw = validate(read_yaml(path), PROFILE_SCHEMA, "", _rel(path))
+        chain.append((path, raw))
+        name = raw.get("extends")
+    return chain[::-1]
+
+
 def load_profile(profile: str) -> dict:
-    """The merged profile-wide configuration, with ``name`` set."""
-    path = paths.PARAMS / "profiles" / f"{profile}.yaml"
-    if not path.exists():
-        raise ConfigError(
-            f"unknown profile {profile!r}; valid profiles: {', '.join(available_profiles())} "
-            f"(each is a file params/profiles/<name>.yaml)"
-        )
-    cfg = read_yaml(path)
-    parent = cfg.pop("extends", None)
-    if parent:
-        cfg = deep_merge(load_profile(parent), cfg)
+    """The merged, validated profile-wide configuration, with ``name`` set."""
+    chain = _profile_chain(profile)
+    cfg: dict = {}
+    for _, raw in chain:
+        cfg = deep_merge(cfg, {k: v for k, v in raw.items() if k != "extends"})
+    cfg = _plain(cfg)
+    source = " + ".join(_rel(p) for p, _ in chain)
+    validate(cfg, PROFILE_SCHEMA, "", source, merged=True)
+    if cfg.get("data", {}).get("source", "embedded") == "embedded" and "world" not in cfg:
+        raise ConfigError(f"{source}: the embedded data source needs a 'world' mapping "
+                          f"(seed, tasks, sizes, corpus); see params/profiles/mini.yaml")
     cfg["name"] = profile
     return cfg
 
 
-def stage_param_files(stage: str, profile: str, method: str | None = None) -> list[Path]:
-    """The YAML files papermill gets with ``-f`` for a stage, in order (later wins)."""
+# ============================================================================ stages and methods
+def _check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}{_suggest(stage, STAGES)}; valid: {', '.join(STAGES)}")
+    return stage
+
+
+def _method_files(method: str, profile: str) -> list[Path]:
+    return [paths.PARAMS / "methods" / f"{method}.yaml", paths.PARAMS / profile / "methods" / f"{method}.yaml"]
+
+
+def param_files(stage: str, profile: str, method: str | None = None) -> list[Path]:
+    """Every existing file that feeds ``stage_params`` (and ``method_params``), in order (later wins)."""
+    _check_stage(stage)
     files = [paths.PARAMS / f"{stage}.yaml", paths.PARAMS / profile / f"{stage}.yaml"]
     if method is not None:
-        files += [paths.PARAMS / "methods" / f"{method}.yaml",
-                  paths.PARAMS / profile / "methods" / f"{method}.yaml"]
-    return [f for f in files if f.exists()]
+        files += _method_files(method, profile)
+    return [f for f in files if f.is_file()]
 
 
-def load_stage_params(stage: str, profile: str, method: str | None = None) -> dict:
+def _merge_files(files: list[Path], spec: F) -> tuple[dict, str]:
     out: dict = {}
-    for f in stage_param_files(stage, profile, method):
-        out = deep_merge(out, read_yaml(f))
+    for f in files:
+        out = deep_merge(out, validate(read_yaml(f), spec, "", _rel(f)))
+    return _plain(out), " + ".join(_rel(f) for f in files) or "(no file)"
+
+
+def stage_params(stage: str, profile: str) -> dict:
+    """``params/<stage>.yaml`` then ``params/<profile>/<stage>.yaml``, validated."""
+    _check_stage(stage)
+    check_profile_name(profile)
+    out, source = _merge_files(param_files(stage, profile), STAGE_SCHEMAS[stage])
+    return validate(out, STAGE_SCHEMAS[stage], "", source, merged=True)
+
+
+def method_params(method: str, profile: str) -> dict:
+    """``params/methods/<m>.yaml`` then ``params/<profile>/methods/<m>.yaml``, validated.
+
+    Keys: ``lr`` (float), optional ``lr_grid`` (list of floats), ``options`` (mapping) and
+    ``variants`` (mapping name -> options mapping).
+    """
+    check_profile_name(profile)
+    files = [f for f in _method_files(method, profile) if f.is_file()]
+    if not files or files[0] != _method_files(method, profile)[0]:
+        known = sorted(p.stem for p in (paths.PARAMS / "methods").glob("*.yaml"))
+        raise ConfigError(f"unknown method {method!r}{_suggest(method, known)}: no file "
+                          f"params/methods/{method}.yaml; valid methods: {', '.join(known)}")
+    out, source = _merge_files(files, METHOD_SCHEMA)
+    out = validate(out, METHOD_SCHEMA, "", source, merged=True)
+    out.setdefault("options", {})
+    out.setdefault("variants", {})
     return out
 
 
+def check_all(profile: str) -> dict:
+    """Validate the profile, every stage's params and every method file the profile can use."""
+    cfg = load_profile(profile)
+    for stage in STAGES:
+        stage_params(stage, profile)
+    for f in sorted((paths.PARAMS / "methods").glob("*.yaml")):
+        method_params(f.stem, profile)
+    for f in sorted((paths.PARAMS / profile / "methods").glob("*.yaml")):
+        if not (paths.PARAMS / "methods" / f.name).is_file():
+            raise ConfigError(f"{_rel(f)} overlays a method that does not exist (no params/methods/{f.name})")
+    return cfg
+
+
+# ============================================================================ small helpers
 def check_type(name: str, value: Any, kind: type | tuple, *, positive: bool = False,
                nonneg: bool = False, choices=None) -> Any:
     """Validate one parameter early with a message that names it and the fix."""
@@ -121,25 +496,41 @@ def code_fingerprint(*modules: str) -> str:
     return h.hexdigest()[:16]
 
 
-# --- interim API (the schema-validating loader replaces these) -------------------------------
-def check_profile_name(name: str) -> str:
-    if not name or "/" in name or name not in available_profiles():
-        raise ConfigError(f"PROFILE={name!r} is not a profile; valid profiles: {', '.join(available_profiles())} "
-                          f"(each is a file params/profiles/<name>.yaml)")
-    return name
+# ============================================================================ command line
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = ("usage: python -m lib.config check <profile> | profile-name <name> | "
+             "params <stage> <profile> [<method>] | files <stage> <profile> [<method>]")
+    if not argv or argv[0] not in ("check", "profile-name", "params", "files"):
+        print(usage, file=sys.stderr)
+        return 2
+    cmd, args = argv[0], argv[1:]
+    try:
+        if cmd == "profile-name":
+            check_profile_name(args[0] if args else "")
+        elif cmd == "check":
+            check_all(args[0] if args else "")
+            print(f"params of profile {args[0]}: ok")
+        elif len(args) not in (2, 3):
+            print(usage, file=sys.stderr)
+            return 2
+        elif cmd == "params":
+            stage, profile, *m = args
+            out = {"stage": stage_params(stage, profile)}
+            if m:
+                out["method"] = method_params(m[0], profile)
+            yaml.safe_dump(out, sys.stdout, sort_keys=True, default_flow_style=False)
+        else:
+            stage, profile, *m = args
+            check_profile_name(profile)
+            if m:
+                method_params(m[0], profile)
+            print(" ".join(_rel(f) for f in param_files(stage, profile, *m)))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
-def param_files(stage: str, profile: str, method: str | None = None) -> list[Path]:
-    return stage_param_files(stage, profile, method)
-
-
-def stage_params(stage: str, profile: str) -> dict:
-    return load_stage_params(stage, profile)
-
-
-def method_params(method: str, profile: str) -> dict:
-    out: dict = {}
-    for f in (paths.PARAMS / "methods" / f"{method}.yaml", paths.PARAMS / profile / "methods" / f"{method}.yaml"):
-        if f.exists():
-            out = deep_merge(out, read_yaml(f))
-    return out
+if __name__ == "__main__":
+    sys.exit(main())

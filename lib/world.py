@@ -552,22 +552,30 @@ def world_fingerprint(world_cfg: dict) -> str:
     return fingerprint({"world": world_cfg, "generator": code_fingerprint("world")})
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+# ---------------------------------------------------------------------------- verified files
+# The world's manifest.json is written LAST and removed FIRST: it records the world's fingerprint
+# and, per file, its size, sha256 and array shapes / dtypes.  A world counts as generated only when
+# the manifest parses, its fingerprint is the current one and every file matches its record, so a
+# zero-byte, truncated or rewritten file, or an interrupted regeneration, is never accepted.
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 2
 
 
-def generate(profile_cfg: dict, progress: bool = True, workers: int | None = None) -> Path:
-    """Generate (or reuse) the profile's world under build/<profile>/world/. Returns that folder."""
-    from tqdm.auto import tqdm
-    wcfg = profile_cfg["world"]
-    out = paths.ensure(paths.world_dir(profile_cfg["name"]))
-    fp = world_fingerprint(wcfg)
-    manifest = out / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") == fp:
-        return out
-    seed = int(wcfg["seed"])
+class WorldNotReady(FileNotFoundError):
+    """The world is missing, stale or damaged; the message names the file and the command that fixes it."""
+
+
+def _fix(profile: str) -> str:
+    return (f"regenerate it with `python -m lib.world {profile}` (or `make world PROFILE={profile}`); "
+            f"generation is deterministic, so the pretrained model stays valid")
+
+
+def expected_files(wcfg: dict) -> list[str]:
+    """The file names a world of this configuration consists of (the corpus last)."""
+    return [f"{t}__{d}__{s}.npz" for t, d, s, _ in _split_jobs(wcfg)] + ["corpus.npz"]
+
+
+def _split_jobs(wcfg: dict) -> list[tuple[str, str, str, int]]:
     sizes = wcfg["sizes"]
     jobs = []
     for task in wcfg["tasks"]:
@@ -577,13 +585,139 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
         jobs.append((task, r.id_domain, "train", int(sizes["train"]) + int(sizes["val"])))
         for dom in r.domains_all() if hasattr(r, "domains_all") else [r.id_domain, *r.ood_domains]:
             jobs.append((task, dom, "test", int(sizes["test"])))
+    return jobs
+
+
+def _record(data: bytes, arrays: dict) -> dict:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
+
+
+def _atomic_savez(path: Path, **arrays) -> dict:
+    """Write ``path`` through a temporary name unique to this writer; returns the file's record."""
+    import io
+    import uuid
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _record(data, arrays)
+
+
+def read_manifest(out: Path, wcfg: dict, profile: str) -> dict:
+    """The world's manifest if it is complete and current; else WorldNotReady naming why."""
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        raise WorldNotReady(f"the embedded world is not generated in {out}: run `make world PROFILE={profile}` "
+                            f"(or notebook 00_pretrain, or `python -m lib.world {profile}`)")
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        if not isinstance(m, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise WorldNotReady(f"the world manifest {manifest} cannot be read ({exc}): the world counts as "
+                            f"not generated; {_fix(profile)}") from exc
+    if m.get("format") != MANIFEST_FORMAT or not isinstance(m.get("files"), dict):
+        raise WorldNotReady(f"the world manifest {manifest} is of an older format (no per-file records): "
+                            f"{_fix(profile)}")
+    if m.get("fingerprint") != world_fingerprint(wcfg):
+        raise WorldNotReady(f"the world in {out} was generated for other world parameters or by other "
+                            f"generator code (fingerprint {m.get('fingerprint')}, expected "
+                            f"{world_fingerprint(wcfg)}): {_fix(profile)}")
+    names = expected_files(wcfg)
+    missing = [n for n in names if n not in m["files"]]
+    if missing:
+        raise WorldNotReady(f"the world manifest {manifest} does not list {', '.join(missing)}: {_fix(profile)}")
+    return m
+
+
+def verify_file(path: Path, record: dict, profile: str, data: bytes | None = None) -> dict:
+    """Check one world file against its record (size, sha256, arrays); returns its arrays.
+
+    Raises WorldNotReady naming the file and the fix when it is missing, truncated, rewritten or
+    holds arrays of another shape.
+    """
+    import io
+    import zipfile
+    if data is None:
+        if not path.exists():
+            raise WorldNotReady(f"{path} is missing: {_fix(profile)}")
+        data = path.read_bytes()
+    if len(data) != record.get("bytes"):
+        raise WorldNotReady(f"{path} is damaged: {len(data)} bytes, the manifest records {record.get('bytes')} "
+                            f"(truncated or rewritten): {_fix(profile)}")
+    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+        raise WorldNotReady(f"{path} is damaged: its sha256 differs from the manifest's: {_fix(profile)}")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise WorldNotReady(f"{path} cannot be read as arrays ({exc}): {_fix(profile)}") from exc
+    want = record.get("arrays", {})
+    got = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}
+    if got != want:
+        raise WorldNotReady(f"{path} holds arrays {got}, the manifest records {want}: {_fix(profile)}")
+    return arrays
+
+
+def verify_world(profile_cfg: dict, deep: bool = True) -> None:
+    """Raise WorldNotReady unless the profile's world is complete and current.
+
+    ``deep`` hashes every file (generate() does); otherwise only sizes are compared (cheap: the
+    readers hash each file as they load it).
+    """
+    profile = profile_cfg["name"]
+    wcfg = profile_cfg["world"]
+    out = paths.world_dir(profile)
+    m = read_manifest(out, wcfg, profile)
+    for name in expected_files(wcfg):
+        f, rec = out / name, m["files"][name]
+        if deep:
+            verify_file(f, rec, profile)
+        elif not f.exists():
+            raise WorldNotReady(f"{f} is missing: {_fix(profile)}")
+        elif f.stat().st_size != rec.get("bytes"):
+            raise WorldNotReady(f"{f} is damaged: {f.stat().st_size} bytes, the manifest records "
+                                f"{rec.get('bytes')} (truncated or rewritten): {_fix(profile)}")
+
+
+def generate(profile_cfg: dict, progress: bool = True, workers: int | None = None) -> Path:
+    """Generate (or reuse) the profile's world under build/<profile>/world/. Returns that folder.
+
+    Reused only when ``verify_world`` accepts every file; otherwise the manifest is removed FIRST
+    (so an interrupted regeneration is never accepted), every file is rewritten and the manifest
+    is written last.
+    """
+    from tqdm.auto import tqdm
+    wcfg = profile_cfg["world"]
+    out = paths.ensure(paths.world_dir(profile_cfg["name"]))
+    fp = world_fingerprint(wcfg)
+    manifest = out / MANIFEST
+    try:
+        verify_world(profile_cfg, deep=True)
+        return out
+    except WorldNotReady:
+        pass
+    manifest.unlink(missing_ok=True)          # invalidate before any file is rewritten
+    seed = int(wcfg["seed"])
+    jobs = _split_jobs(wcfg)
     entries, weights = corpus_entries(wcfg["corpus"]["coverage"])
     n_corpus = int(wcfg["corpus"]["n_pairs"])
     chunk = 2000
     cjobs = [(seed, i, min(chunk, n_corpus - s), entries, weights) for i, s in enumerate(range(0, n_corpus, chunk))]
+    records = {}
     for task, dom, split, n in tqdm(jobs, desc="world: task splits", disable=not progress):
         imgs, labels = render_split(task, dom, split, n, seed)
-        _atomic_savez(out / f"{task}__{dom}__{split}.npz", images=imgs, labels=labels)
+        name = f"{task}__{dom}__{split}.npz"
+        records[name] = _atomic_savez(out / name, images=imgs, labels=labels)
     workers = workers or min(2, os.cpu_count() or 1)
     parts = []
     if workers > 1:
@@ -597,19 +731,23 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     imgs = np.concatenate([p[0] for p in parts])
     caps = np.array([c for p in parts for c in p[1]])
     srcs = np.array([c for p in parts for c in p[2]])
-    _atomic_savez(out / "corpus.npz", images=imgs, captions=caps, sources=srcs)
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fp, "world": wcfg, "n_corpus": len(caps)}, indent=1))
+    records["corpus.npz"] = _atomic_savez(out / "corpus.npz", images=imgs, captions=caps, sources=srcs)
+    import uuid
+    tmp = manifest.with_name(f"{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "fingerprint": fp, "world": wcfg,
+                               "n_corpus": len(caps), "files": records}, indent=1))
     os.replace(tmp, manifest)
     return out
 
 
 def load_corpus(profile_cfg: dict) -> dict:
-    out = paths.world_dir(profile_cfg["name"])
+    profile = profile_cfg["name"]
+    out = paths.world_dir(profile)
     f = out / "corpus.npz"
     if not f.exists():
-        raise FileNotFoundError(f"{f} is missing: generate the world first (make world PROFILE={profile_cfg['name']})")
-    z = np.load(f)
+        raise WorldNotReady(f"{f} is missing: generate the world first (make world PROFILE={profile})")
+    m = read_manifest(out, profile_cfg["world"], profile)
+    z = verify_file(f, m["files"]["corpus.npz"], profile)
     return {"images": z["images"], "captions": z["captions"].tolist(), "sources": z["sources"].tolist()}
 
 
@@ -627,17 +765,16 @@ class EmbeddedSource(DatasetSource):
         return {t: RENDERERS[t].spec() for t in self.wcfg["tasks"]}
 
     def check(self):
-        if not (self.dir / "manifest.json").exists():
-            raise FileNotFoundError(f"the embedded world is not generated in {self.dir}: run "
-                                    f"`make world PROFILE={self.cfg['name']}` (or notebook 00_pretrain)")
+        """Cheap: the manifest is current and every file has its recorded size (readers hash each file)."""
+        verify_world(self.cfg, deep=False)
 
     @lru_cache(maxsize=64)
     def _arrays(self, task, domain, split):
-        f = self.dir / f"{task}__{domain}__{split}.npz"
-        if not f.exists():
-            self.check()
-            raise FileNotFoundError(f"{f} is missing; regenerate the world (make world PROFILE={self.cfg['name']})")
-        z = np.load(f)
+        name = f"{task}__{domain}__{split}.npz"
+        m = read_manifest(self.dir, self.wcfg, self.cfg["name"])
+        if name not in m["files"]:
+            raise WorldNotReady(f"{self.dir / name} is not part of the generated world: {_fix(self.cfg['name'])}")
+        z = verify_file(self.dir / name, m["files"][name], self.cfg["name"])
         return z["images"], z["labels"]
 
     def load(self, task, domain, split):
@@ -664,3 +801,24 @@ class EmbeddedSource(DatasetSource):
 @register_source("embedded")
 def _make(profile_cfg):
     return EmbeddedSource(profile_cfg)
+
+
+if __name__ == "__main__":
+    # python -m lib.world <profile>: verify the world and regenerate it if it is missing, stale or damaged
+    import sys
+
+    from .config import load_profile
+    try:
+        cfg = load_profile(sys.argv[1] if len(sys.argv) > 1 else "")
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    if cfg.get("data", {}).get("source", "embedded") != "embedded":
+        sys.exit(f"profile {cfg['name']} reads real data (data.source: {cfg['data']['source']}): it has no embedded world")
+    try:
+        verify_world(cfg, deep=True)
+        print(f"world of {cfg['name']}: ok ({paths.world_dir(cfg['name'])})")
+    except WorldNotReady as exc:
+        print(f"world of {cfg['name']}: {str(exc).split(': regenerate')[0]}; regenerating", file=sys.stderr)
+        generate(cfg, progress=False)
+        verify_world(cfg, deep=True)
+        print(f"world of {cfg['name']}: regenerated ({paths.world_dir(cfg['name'])})")

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,10 +48,6 @@ def copy_repo(dest: Path, build: Path | None = None) -> Path:
     shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
     if build is not None:
         shutil.copytree(build, dest / "build" / PROFILE, symlinks=True)
-    inst = VENV / ".installed"     # never let Make reinstall the shared venv from a copy
-    if inst.exists():
-        t = inst.stat().st_mtime - 1
-        os.utime(dest / "requirements-lock.txt", (t, t))
     return dest
 
 
@@ -60,7 +57,8 @@ def make_env() -> dict:
 
 
 def start_make(repo: Path, log: Path) -> subprocess.Popen:
-    cmd = ["make", "--no-print-directory", "reproduce", f"PROFILE={PROFILE}", f"VENV={VENV}", "JOBS=2"]
+    # PY= this interpreter: the copies never build or reinstall an environment
+    cmd = ["make", "--no-print-directory", "reproduce", f"PROFILE={PROFILE}", f"PY={sys.executable}", "JOBS=2"]
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, cwd=repo, env=make_env(), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -71,26 +71,29 @@ def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_row
     return rows
 
 
-def evaluate_unit(profile: str, task: str, method: str, progress: bool = True) -> pd.DataFrame:
-    """Evaluate every run of one (task, method) unit; writes ``runs/<task>/<method>/evaluation.csv``."""
+def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> pd.DataFrame:
+    """Evaluate every run of one (task, method) unit; writes ``runs/<task>/<method>/evaluation.csv``.
+
+    Checks come first, cheapest first: parameters, the data, the zero-shot table, the runs."""
     from .. import models
     from ..evaluate import EVAL_COLUMNS
-    from .common import base_model, setup
+    from .common import base_model
     from .finetune import finished_row
     from .grid import unit_runs
     started = time.time()
-    cfg = setup(profile, label=f"evaluate {task}/{method}")
+    profile = cfg["name"]
     p = config.stage_params(STAGE, profile)
     batch_size = config.check_type("batch_size", p["batch_size"], int, positive=True)
     num_workers = config.check_type("num_workers", p["num_workers"], int, nonneg=True)
+    source = source_for(cfg)
+    source.task(task)
+    source.check()
+    zs = zero_shot_rows(profile)
     rs = unit_runs(cfg, task, method)
     missing = [r.label for r in rs if finished_row(profile, r) is None]
     if missing:
         raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. {missing[0]}): "
                                 f"make finetune PROFILE={profile}")
-    zs = zero_shot_rows(profile)
-    source = source_for(cfg)
-    source.check()
     base = base_model(cfg)
     base_state = models.state_fingerprint(base.model)
     rows, timing = [], []
@@ -123,8 +126,10 @@ def main(argv=None) -> int:
         print("usage: python -m lib.pipeline.evaluate <profile> <task> <method>", file=sys.stderr)
         return 2
     try:
-        config.check_profile_name(argv[0])
-        evaluate_unit(*argv)
+        from .common import setup
+        profile, task, method = argv
+        config.check_profile_name(profile)
+        evaluate_unit(setup(profile, label=f"evaluate {task}/{method}"), task, method)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

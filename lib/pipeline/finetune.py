@@ -68,17 +68,30 @@ def finished_row(profile: str, run: RunId, want: str | None = None) -> dict | No
 
 
 class Unit:
-    """Everything one (task, method) unit loads once: profile, data, base model."""
+    """Everything one (task, method) unit loads once: profile, data, base model.
 
-    def __init__(self, cfg: dict, task: str, method: str):
+    By default the runs are the grid's runs of (task, method) and the recipe and options come from
+    ``params/``; ``runs``, ``hp``, ``options`` and ``variants`` override them (for your own script,
+    or a test). Every value is checked before any data or model is loaded."""
+
+    def __init__(self, cfg: dict, task: str, method: str, runs: list[RunId] | None = None,
+                 hp: dict | None = None, options: dict | None = None, variants: dict | None = None):
         from ..data import source_for
-        from ..methods import resolve_options
+        from ..methods import METHODS, resolve_options, variant_options
+        from ..train import resolve_hp
         from .grid import unit_runs
         self.cfg, self.task, self.method = cfg, task, method
         self.profile = cfg["name"]
-        self.runs = unit_runs(cfg, task, method)
-        self.hp = run_hp(self.profile, method)
-        self.options = {r.variant: run_options(self.profile, method, r.variant) for r in self.runs}
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+        self.hp = resolve_hp(hp) if hp is not None else run_hp(self.profile, method)
+        self.runs = list(runs) if runs is not None else unit_runs(cfg, task, method)
+        for r in self.runs:
+            config.check_type("seed", r.seed, int, nonneg=True)
+        mp = config.method_params(method, self.profile) if options is None or variants is None else {}
+        options = mp.get("options") if options is None else options
+        variants = mp.get("variants") if variants is None else variants
+        self.options = {r.variant: variant_options(method, r.variant, options, variants) for r in self.runs}
         for opts in self.options.values():
             resolve_options(method, opts)  # unknown / invalid options fail before any work
         self.source = source_for(cfg)
