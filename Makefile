@@ -28,6 +28,10 @@ THREADS := $(shell echo $$(( $(CPU_CORES) / $(JOBS) > 0 ? $(CPU_CORES) / $(JOBS)
 UNIT_ENV := CLIPMIS_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
 CLIPMIS_T0 ?= $(shell date +%s)
 export CLIPMIS_T0
+# the math libraries' CPU kernels pinned to AVX2 paths in every process (lib/determinism.py):
+# the same bytes on any x86-64 machine with AVX2; CLIPMIS_NO_ISA_PINS=1 turns this off
+PINS := $(shell $(PY) -m lib.determinism --kv 2>/dev/null)
+$(foreach kv,$(PINS),$(eval export $(kv)))
 export PYTHONHASHSEED := 0
 export PYTHONUNBUFFERED := 1
 
@@ -96,7 +100,7 @@ CODE_BASE := lib/__init__.py lib/config.py lib/paths.py lib/io.py lib/provenance
 # ------------------------------------------------------------------ the grid (one rule per unit), checked first
 $(B)/grid.mk: $(SETUP) $(PROFILE_YAML) lib/config.py lib/pipeline/grid.py $(wildcard $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
 	@mkdir -p $(@D)
-	$(PY) -m lib.pipeline.grid $(PROFILE) --make > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
+	$(PY) -m lib.pipeline.grid $(PROFILE) --make > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@ || { rm -f $@.tmp.$$$$; exit 1; }
 
 # ------------------------------------------------------------------ stages
 $(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(call pfiles,00_pretrain) $(PROFILE_YAML) $(CODE_BASE) \

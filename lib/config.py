@@ -233,16 +233,19 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
 
 _BATCH = _int(min=1)
 _WORKERS = _int(min=0)
+# threads of every process of the stage; fixed for byte-identical results on any machine (the
+# number of threads changes how sums are split), null = cores / JOBS (see lib.pipeline.common.setup)
+_THREADS = _int(min=1, nullable=True)
 STAGE_SCHEMAS: dict[str, F] = {
     "00_pretrain": F(kind=dict, keys={
         "seed": _int(min=0), "epochs": _int(min=1), "batch_size": _BATCH, "lr": _num(min=0, min_open=True),
-        "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "holdout": _int(min=1)}),
-    "01_zero_shot": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS}),
+        "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "holdout": _int(min=1), "threads": _THREADS}),
+    "01_zero_shot": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
     "02_finetune": F(kind=dict, keys={
         "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
-        "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool)}),
-    "03_evaluate": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS}),
+        "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS}),
+    "03_evaluate": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }
 

@@ -127,7 +127,9 @@ if __name__ == "__main__":
     n = None
     if "--threads" in args:
         n = int(args[args.index("--threads") + 1])
-    if "--make" in args:
+    if "--kv" in args:  # one line of K=V pairs, for the Makefile's $(shell ...)
+        print(" ".join(f"{k}={v}" for k, v in pinned_env(n).items()))
+    elif "--make" in args:
         for k, v in pinned_env(n).items():
             print(f"export {k} := {v}")
     else:

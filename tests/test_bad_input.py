@@ -26,7 +26,7 @@ from lib.pipeline import common, finetune as ft, pretrain as pt, zero_shot as zs
 from lib.pipeline.evaluate import evaluate_unit
 
 ROOT = paths.ROOT
-HP = {**config.stage_params("02_finetune", "smoke"), "epochs": 1, "batch_size": 8, "lr": 1.0e-2}
+HP = {**ft.recipe("smoke"), "epochs": 1, "batch_size": 8, "lr": 1.0e-2}
 
 
 @pytest.fixture(autouse=True)

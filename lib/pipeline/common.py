@@ -17,29 +17,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup(profile: str, seed: int = 0, label: str | None = None) -> dict:
+def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | None = None) -> dict:
     """Load the profile, seed everything, set threads, make torch deterministic.
 
-    Threads: ``CLIPMIS_THREADS`` (the Makefile sets cores / jobs) or every core; one inter-op
-    thread, so parallel jobs never oversubscribe the machine.
+    Threads of this process: the stage's ``threads`` parameter when it is set (a fixed number, so
+    the sums split the same way on any machine: same bytes), else ``CLIPMIS_THREADS`` (the Makefile
+    sets cores / JOBS for parallel units), else every core. Torch's intra-op threads and the BLAS
+    libraries' (numpy) get that number; one inter-op thread.
     """
     import torch
     cfg = config.load_profile(profile)
     seed_everything(seed)
-    threads = int(os.environ.get("CLIPMIS_THREADS") or 0) or (os.cpu_count() or 1)
+    fixed = config.stage_params(stage, profile).get("threads") if stage else None
+    threads = fixed or int(os.environ.get("CLIPMIS_THREADS") or 0) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process (a second setup() in one kernel)
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=threads)
+    except ImportError:
         pass
     gpu = pick_gpu(profile)
     if gpu is not None:
         torch.cuda.set_device(gpu)
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if label:
+    if label or stage:
         from .. import progress
-        progress.set_label(label)
+        progress.set_label(label or stage)
     return cfg
 
 

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         from .common import setup
         profile, task, method = argv
         config.check_profile_name(profile)
-        evaluate_unit(setup(profile, label=f"evaluate {task}/{method}"), task, method)
+        evaluate_unit(setup(profile, STAGE, label=f"evaluate {task}/{method}"), task, method)
     except (ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -41,12 +41,16 @@ def run_options(profile: str, method: str, variant: str) -> dict:
     return variant_options(method, variant, mp.get("options"), mp.get("variants"))
 
 
+def recipe(profile: str) -> dict:
+    """The stage's training recipe for a profile (``params/02_finetune.yaml`` + overlay), without the
+    thread count (how many threads is not how to train: :func:`lib.pipeline.common.setup` uses it)."""
+    return {k: v for k, v in config.stage_params(STAGE, profile).items() if k != "threads"}
+
+
 def run_hp(profile: str, method: str) -> dict:
     """A run's hyperparameters: the stage's recipe and the method's learning rate."""
     from ..train import resolve_hp
-    hp = config.stage_params(STAGE, profile)
-    hp["lr"] = config.method_params(method, profile).get("lr")
-    return resolve_hp(hp)
+    return resolve_hp({**recipe(profile), "lr": config.method_params(method, profile).get("lr")})
 
 
 def request(cfg: dict, run: RunId, hp: dict, opts: dict) -> dict:

@@ -33,6 +33,7 @@ def pretrain_stage(cfg: dict, progress: bool = True) -> dict:
         return {"skipped": f"profile uses pretrained={cfg['model']['pretrained']!r}; nothing to pretrain"}
     params = config.stage_params(STAGE, cfg["name"])
     seed = params.pop("seed")
+    params.pop("threads", None)  # how many threads, not how to train: set by common.setup
     hp = pretrain.validate(params)
     out = paths.checkpoint(cfg["name"])
     meta_f = out.with_suffix(".json")
