@@ -179,6 +179,24 @@ def _as_blocks(a, name: str) -> np.ndarray:
     return a
 
 
+def _null_same_slots(X, Y, Z, slots, perms) -> np.ndarray:
+    """Spearman (or partial) rho of x with every task permutation of y, when all tasks have points in
+    the same ``slots``: ranks computed once, permuted by blocks."""
+    n, k = X.shape[0], int(slots.sum())
+    rk = lambda M: _ranks(M[:, slots].reshape(-1)).reshape(n, k)  # noqa: E731
+    RX, RY = rk(X), rk(Y)
+    ry = RY[perms].reshape(len(perms), -1)
+    rx = RX.reshape(-1)[None, :]
+    rxy = _pearson(rx, ry)
+    if Z is None:
+        return rxy
+    rz = rk(Z).reshape(-1)[None, :]
+    rxz, ryz = _pearson(rx, rz), _pearson(ry, rz)
+    with np.errstate(all="ignore"):
+        den = np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
+        return np.clip(np.where(den > 0, (rxy - rxz * ryz) / den, np.nan), -1.0, 1.0)
+
+
 def correlation(x, y, z=None, n_resamples: int = N_RESAMPLES, n_permutations: int = N_PERMUTATIONS,
                 seed: int = SEED, confidence: float = CONFIDENCE) -> dict:
     """Spearman rho of ``x`` and ``y`` (partial, controlling for ``z``, when given) over points
@@ -222,9 +240,15 @@ def correlation(x, y, z=None, n_resamples: int = N_RESAMPLES, n_permutations: in
         out["lo"], out["hi"] = _bca(n, lambda i, axis=-1: stat_idx(i, i, i), n_resamples, seed, confidence)
     # permutation p: permute whole tasks of y; x and z stay
     tol = 1e-12 * max(1.0, abs(rho))
+    okk = ok[keep]
     if n <= EXACT_MAX_TASKS:
         perms = _all_permutations(n)
-        null = stat_idx(np.broadcast_to(ident, perms.shape), perms, np.broadcast_to(ident, perms.shape))
+        if (okk == okk[0]).all():
+            # every task has points in the same slots: permuting whole tasks of y permutes its ranks
+            # in blocks, so rank once and correlate the permuted rank blocks (same numbers, no re-ranking)
+            null = _null_same_slots(X, Y, Z, okk[0], perms)
+        else:
+            null = stat_idx(np.broadcast_to(ident, perms.shape), perms, np.broadcast_to(ident, perms.shape))
         null = np.where(np.isfinite(null), null, 0.0)  # undefined correlation counts as 0
         out["p"] = float(np.mean(np.abs(null) >= abs(rho) - tol))
         out["p_method"] = "exact"
@@ -239,6 +263,35 @@ def correlation(x, y, z=None, n_resamples: int = N_RESAMPLES, n_permutations: in
                                          rng=np.random.default_rng(seed))
         out["p"] = float(res.pvalue)
         out["p_method"] = "monte carlo" if math.factorial(n) > n_permutations else "exact"
+    return out
+
+
+def correlation_difference(xa, xb, y, z=None, sign_a: int = 1, sign_b: int = 1, n_resamples: int = N_RESAMPLES,
+                           seed: int = SEED, confidence: float = CONFIDENCE) -> dict:
+    """diff = sign_a * rho(xa, y) - sign_b * rho(xb, y) (partial given ``z`` when given), arrays as in
+    :func:`correlation`, with a BCa interval from resampling whole tasks, the same tasks for both
+    correlations (paired). Returns dict(diff, lo, hi, n_tasks)."""
+    A, B, Y = _as_blocks(xa, "xa"), _as_blocks(xb, "xb"), _as_blocks(y, "y")
+    Z = None if z is None else _as_blocks(z, "z")
+    if not A.shape == B.shape == Y.shape or (Z is not None and Z.shape != Y.shape):
+        raise ValueError("xa, xb, y (and z) must have the same [task, slot] shape")
+    ok = np.isfinite(A) & np.isfinite(B) & np.isfinite(Y) & (np.isfinite(Z) if Z is not None else True)
+    keep = ok.any(axis=1)
+    A, B, Y = A[keep], B[keep], Y[keep]
+    Z = Z[keep] if Z is not None else None
+    n = int(A.shape[0])
+    out = dict(diff=NAN, lo=NAN, hi=NAN, n_tasks=n)
+    if int(ok.sum()) < 3:
+        return out
+
+    def stat(i, axis=-1):
+        flat = lambda M: M[i].reshape(*i.shape[:-1], -1)  # noqa: E731
+        zs = None if Z is None else flat(Z)
+        return sign_a * _spearman_flat(flat(A), flat(Y), zs) - sign_b * _spearman_flat(flat(B), flat(Y), zs)
+
+    out["diff"] = float(stat(np.arange(n)))
+    if np.isfinite(out["diff"]) and n >= MIN_TASKS_CI:
+        out["lo"], out["hi"] = _bca(n, stat, n_resamples, seed, confidence)
     return out
 
 

@@ -1,0 +1,1 @@
+"""Orchestration: stages, grid, aggregation, publishing."""
