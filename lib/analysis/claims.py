@@ -12,7 +12,8 @@ interval from the bootstrap over tasks, compared with ``THRESHOLD`` (0):
 Claims about one method beating every other apply the rule to each paired comparison and combine:
 holds if all hold, does not hold if any does not hold. ``margin`` is the statistic's signed distance
 from the threshold on the claimed side (for combined claims the smallest one), ``near_threshold``
-is True when the value is within noise of the threshold (an interval containing it, or none).
+is True when the value is within noise of the threshold (an interval containing it, or none; a
+combined verdict is near unless its intervals decided it).
 """
 from __future__ import annotations
 
@@ -98,6 +99,12 @@ def combine(verdicts: list[str]) -> str:
     return INCONCLUSIVE
 
 
+def combined_near(verdict: str, nears: list[bool]) -> bool:
+    """A combined verdict is near its threshold unless it was decided by intervals that exclude it
+    (holds: every one does; does not hold: at least one lies on the wrong side)."""
+    return False if verdict in (HOLDS, FAILS) else any(nears) or not nears
+
+
 def _na(cid: str, why: str, subset: str, statistic: str = "n/a") -> Verdict:
     nan = float("nan")
     return Verdict(cid, REGISTRY[cid][0], statistic, nan, nan, nan, RULE, INCONCLUSIVE, 0, nan, True, why, subset)
@@ -135,9 +142,10 @@ def _versus_all(cid: str, tables: dict, subset: str, target: str, quantities: li
     if not vs:
         return _na(cid, "no paired runs", subset)
     worst_margin, worst = min(vals, key=lambda t: t[0])
+    verdict = combine(vs)
     return Verdict(cid, REGISTRY[cid][0], statistic, float(worst["diff"]), float(worst["diff_lo"]),
-                   float(worst["diff_hi"]), RULE_ALL, combine(vs), min(ns), float(worst_margin), any(nears),
-                   "; ".join(parts), subset)
+                   float(worst["diff_hi"]), RULE_ALL, verdict, min(ns), float(worst_margin),
+                   combined_near(verdict, nears), "; ".join(parts), subset)
 
 
 def _one(cid, statistic, value, lo, hi, n, direction, detail, subset, rule=RULE) -> Verdict:
@@ -245,7 +253,8 @@ def claim_4b(tables: dict, subset: str = T.ALL_RUNS) -> Verdict:
                    "(smallest of the four; acc. points)", float(w.loc[m, q]), float(w.loc[m, q + "_lo"]),
                    float(w.loc[m, q + "_hi"]),
                    RULE + " (for each of the four; combined: holds if all hold, does not hold if any does not)",
-                   combine(vs), int(n[present].min()), mg, any(c[1] for c in cand), "; ".join(parts), subset)
+                   combine(vs), int(n[present].min()), mg, combined_near(combine(vs), [c[1] for c in cand]),
+                   "; ".join(parts), subset)
 
 
 # ----------------------------------------------------------------------------- all claims
