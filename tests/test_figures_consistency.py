@@ -152,3 +152,28 @@ def test_figures_stage_is_deterministic(tmp_path, monkeypatch):
     for rel in fa:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{rel} differs between two builds"
     assert manifest.verify_manifest(a) == []
+
+
+def test_publish_copies_figures_and_notebooks_and_the_cli_prints_the_headline(tmp_path, monkeypatch, capsys):
+    from lib import paths
+    from lib.analysis import report as R
+    from lib.pipeline import publish as P
+    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
+    rd = paths.ensure(paths.results_dir("unit"))
+    for name, df in results(5).items():
+        df.to_csv(rd / f"{name}.csv", index=False)
+    for nb in P.NOTEBOOKS:
+        (paths.profile_dir("unit") / nb).write_text("{}")
+    run = paths.ensure(paths.run_dir("unit", "t0", "full", "default", 0))
+    (run / "02_finetune.ipynb").write_text("{}")
+    assert P.main(["unit"]) == 0
+    out = capsys.readouterr().out
+    assert "| Full |" in out and str(paths.figures_dir("unit")) in out and "2a inconclusive (too few tasks)" in out
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{R.README_BEGIN}\n{R.README_END}\n")
+    t = A.compute("unit")
+    dest = P.publish("unit", t, dest=tmp_path / "paper_figures", readme=readme)
+    nbs = sorted(p.name for p in (dest / "notebooks").iterdir())
+    assert nbs == sorted(list(P.NOTEBOOKS) + ["02_finetune_t0_full-default_seed0.ipynb"])
+    assert manifest.verify_manifest(dest) == [] and (dest / "headline.md").exists()
+    assert "| Full |" in readme.read_text()
