@@ -19,6 +19,18 @@ points) kept together ("seeds nested inside tasks"):
   difference, its BCa interval over tasks, per-task wins / losses / ties and the two-sided sign
   test across tasks (``scipy.stats.binomtest``).
 * :func:`wilson_ci` - binomial (Wilson) interval of an accuracy measured on n images.
+
+What scipy does and what is written here
+----------------------------------------
+scipy: the BCa bootstrap (``stats.bootstrap``), Monte Carlo permutation tests above 8 tasks
+(``stats.permutation_test``), the sign test and the Wilson interval (``stats.binomtest``), ranks
+(``stats.rankdata``). Written here, and tested against scipy or brute force: (1) Spearman and partial
+Spearman as the Pearson correlation of ranks, vectorised over a batch of resamples or permutations
+with NaN-masked points (``spearmanr`` does not batch that way; scipy has no partial Spearman);
+(2) the exact enumeration of task permutations for n <= 8, so that when every task has points in
+the same slots the ranks are computed once and only permuted (8! = 40,320 permutations per
+statistic; equal to scipy's exact ``permutation_test``, see the tests); (3) a percentile interval
+of the finite bootstrap replicates when BCa is undefined (degenerate replicates).
 """
 from __future__ import annotations
 
