@@ -94,7 +94,7 @@ def image_tower(classifier) -> str:
 
 
 # ----------------------------------------------------------------------------- measures
-MEASURES = ("acc", "acs", "ss", "class_ss", "modality_gap")
+MEASURES = ("acc", "acs", "ss", "class_ss", "modality_gap", "iimm")
 
 
 def measures(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> dict:
@@ -105,6 +105,7 @@ def measures(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> dict:
         "ss": metrics.modality_silhouette(img, txt),
         "class_ss": metrics.class_silhouette(img, labels),
         "modality_gap": metrics.modality_gap(img, txt),
+        "iimm": metrics.iimm(img, txt, labels),
     }
 
 

@@ -1,4 +1,4 @@
-"""Alignment, accuracy and statistics metrics (pure numpy/scipy, float64 accumulation).
+"""Alignment and accuracy metrics (pure numpy, float64 accumulation; statistics live in ``lib.stats``).
 
 Every function accepts numpy arrays, array-likes or (CPU or GPU) torch tensors.
 
@@ -37,8 +37,6 @@ Residual differences from sklearn (all at rounding level, or for all-zero rows o
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = [
@@ -50,8 +48,7 @@ __all__ = [
     "modality_gap",
     "class_silhouette",
     "zero_shot_accuracy",
-    "mean_ci",
-    "spearman_bootstrap",
+    "iimm",
     "forgetting",
 ]
 
@@ -300,84 +297,43 @@ def zero_shot_accuracy(image_emb, text_emb, labels) -> float:
     return correct / im.shape[0]
 
 
-def mean_ci(values, confidence: float = 0.95):
-    """(mean, lo, hi): Student-t confidence interval of the mean, NaNs ignored.
+def iimm(image_emb, text_emb, labels) -> float:
+    """IIMM, the Inter-Intra Modal Measure (the authors' follow-up measure): the mean of
 
-    One value -> (v, nan, nan); no values -> (nan, nan, nan)."""
-    from scipy import stats
+    * the intra-modal term: the mean cosine similarity of the images to each other, over all
+      pairs i < j, and
+    * the inter-modal term: for each image, the mean cosine similarity to the class prompts of the
+      *other* classes (c != y_i), averaged over the images.
 
-    v = _np(values).astype(np.float64).reshape(-1)
-    v = v[~np.isnan(v)]
-    n = v.size
-    if n == 0:
-        return (float("nan"), float("nan"), float("nan"))
-    m = float(np.mean(v))
-    if n == 1:
-        return (m, float("nan"), float("nan"))
-    sem = float(np.std(v, ddof=1)) / math.sqrt(n)
-    h = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * sem
-    return (m, m - h, m + h)
-
-
-def _rank_rows(a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(a, axis=1)
-
-
-def spearman_bootstrap(x, y, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> dict:
-    """Spearman rho (scipy.stats.spearmanr) and its p-value, with a percentile bootstrap CI
-    from ``n_boot`` resamples of the (x, y) pairs (deterministic given ``seed``).
-
-    Pairs with a NaN in x or y are dropped. Resamples on which rho is undefined (a constant
-    resampled x or y) are skipped. Returns dict(rho, lo, hi, p, n) with n the number of pairs.
-    """
-    from scipy import stats
-
-    xa = _np(x).astype(np.float64).reshape(-1)
-    ya = _np(y).astype(np.float64).reshape(-1)
-    if xa.shape != ya.shape:
-        raise ValueError(f"x and y differ in length: {xa.size} vs {ya.size}")
-    ok = ~(np.isnan(xa) | np.isnan(ya))
-    xa, ya = xa[ok], ya[ok]
-    n = int(xa.size)
-    nan = float("nan")
-    if n < 2:
-        return dict(rho=nan, lo=nan, hi=nan, p=nan, n=n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = stats.spearmanr(xa, ya)
-    rho, p = float(res[0]), float(res[1])
-
-    rng = np.random.default_rng(seed)
-    boots = []
-    batch = max(1, min(n_boot, 2_000_000 // max(n, 1)))
-    done = 0
-    while done < n_boot:
-        b = min(batch, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
-        rx = _rank_rows(xa[idx])
-        ry = _rank_rows(ya[idx])
-        rx -= rx.mean(axis=1, keepdims=True)
-        ry -= ry.mean(axis=1, keepdims=True)
-        num = np.einsum("ij,ij->i", rx, ry)
-        den = np.sqrt(np.einsum("ij,ij->i", rx, rx) * np.einsum("ij,ij->i", ry, ry))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = num / den
-        # constant resample -> den == 0 -> undefined; skip.
-        r = r[(den > 0) & np.isfinite(r)]
-        boots.append(np.clip(r, -1.0, 1.0))
-        done += b
-    boots = np.concatenate(boots) if boots else np.empty(0)
-    if boots.size == 0:
-        lo = hi = nan
-    else:
-        alpha = (1.0 - confidence) / 2.0
-        lo, hi = (float(v) for v in np.quantile(boots, [alpha, 1.0 - alpha]))
-    return dict(rho=rho, lo=lo, hi=hi, p=p, n=n)
+    Exact in O(n*d + k*d): with unit rows x_i, S = sum_i x_i and T = sum_c t_c,
+    sum_{i<j} x_i.x_j = (||S||^2 - sum_i ||x_i||^2) / 2 and sum_{c != y_i} x_i.t_c =
+    x_i.T - x_i.t_{y_i}. Needs at least 2 images and 2 classes (nan otherwise)."""
+    im = _as_2d(image_emb, "image_emb")
+    tn = _normalize64(_as_2d(text_emb, "text_emb"))
+    lab = _np(labels).reshape(-1).astype(np.intp)
+    n, k = im.shape[0], tn.shape[0]
+    if lab.shape[0] != n:
+        raise ValueError(f"labels has {lab.shape[0]} entries but image_emb has {n} rows")
+    if im.shape[1] != tn.shape[1]:
+        raise ValueError(f"embedding dims differ: {im.shape[1]} vs {tn.shape[1]}")
+    if lab.size and (lab.min() < 0 or lab.max() >= k):
+        raise ValueError(f"labels must be in [0, {k}) to index text_emb rows")
+    if n < 2 or k < 2:
+        return float("nan")
+    T = tn.sum(axis=0)
+    S = np.zeros(im.shape[1], dtype=np.float64)
+    sq = 0.0
+    other = 0.0
+    for start, c in _iter_chunks([im], _chunk_rows(im.shape[1])):
+        if not np.all(np.isfinite(c)):
+            raise ValueError("image_emb contains NaN or infinity")
+        ll = lab[start : start + c.shape[0]]
+        S += c.sum(axis=0)
+        sq += float(np.einsum("ij,ij->", c, c))
+        other += float((c @ T).sum() - np.einsum("ij,ij->", c, tn[ll]))
+    image_pairs = (float(S @ S) - sq) / (n * (n - 1))   # mean x_i.x_j over i != j (= over i < j)
+    other_prompts = other / (n * (k - 1))
+    return 0.5 * (image_pairs + other_prompts)
 
 
 def forgetting(acc_zero_shot, acc_finetuned):

@@ -27,12 +27,12 @@ def method_palette(methods) -> dict:
 
 
 def save(fig, name: str, out_dir: Path) -> list[Path]:
-    """Save a figure as PNG and PDF; returns the paths."""
+    """Save a figure as PNG and PDF (no creation date: the same figure gives the same bytes)."""
     out_dir = paths.ensure(Path(out_dir))
     out = []
     for ext in ("png", "pdf"):
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
         out.append(p)
     return out
 
@@ -84,7 +84,7 @@ def pretrain_curves(info: dict):
 def zero_shot_overview(df: pd.DataFrame):
     """Zero-shot accuracy, ACS and modality silhouette per task and domain."""
     style()
-    d = df.copy()
+    d = df.rename(columns={"zero_shot_acc": "acc", "silhouette": "ss"})
     d["where"] = d["task"] + "\n" + d["domain"]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
     sns.barplot(data=d, x="where", y="acc", hue="domain_kind", ax=axes[0], dodge=False)
@@ -122,12 +122,14 @@ def finetune_curves(metas: list[dict]):
 
 
 # ============================================================================= study figures
-# Drawn from the tables of lib.analysis; accuracies and their differences in points (x100).
+# Drawn only from the tables of ``lib.analysis.compute`` (every number printed on a figure is a
+# value of those tables; tests/test_figures_consistency.py checks it). Accuracies in points (x100).
 SCHEMA_MARKERS = {"ID": "o", "DG": "^"}
+DIFFICULTY_MEASURES = ["ss", "acs", "iimm", "class_ss", "modality_gap"]
 
 
 def _mlabel(m: str) -> str:
-    from .analysis import METHOD_LABELS
+    from .analysis.tables import METHOD_LABELS
     return METHOD_LABELS.get(m, m)
 
 
@@ -136,14 +138,21 @@ def _methods_in(df: pd.DataFrame) -> list:
     return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
 
 
+def _all_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The 'all runs' subset of a table with a ``subset`` column (the table itself otherwise)."""
+    if "subset" not in df:
+        return df
+    return df[df["subset"] == df["subset"].iloc[0]] if len(df) else df
+
+
 def _err(v, lo, hi, k: float = 100.0):
-    """Asymmetric error bar lengths (NaN CI -> no bar)."""
+    """Asymmetric error bar lengths (NaN interval -> no bar)."""
     v, lo, hi = (np.asarray(a, dtype=float) * k for a in (v, lo, hi))
     return np.nan_to_num(np.vstack([v - lo, hi - v]), nan=0.0).clip(min=0)
 
 
 def _errorbar(ax, x, y, v, lo, hi, horizontal: bool = False, k: float = 100.0, **kw):
-    """Error bars only where the CI is finite (one seed -> none drawn)."""
+    """Error bars only where the interval is finite."""
     x, y, v, lo, hi = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (x, y, v, lo, hi))
     ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(x) & np.isfinite(y)
     if not ok.any():
@@ -156,111 +165,105 @@ def _errorbar(ax, x, y, v, lo, hi, horizontal: bool = False, k: float = 100.0, *
         ax.errorbar(x[ok], y[ok], yerr=e, **kw)
 
 
-def _fmt_rho(r) -> str:
+def rho_text(r) -> str:
+    """'ρ = +0.18 [-0.56, +0.79], p = 0.43' from a predictors / forgetting_spearman row."""
     if r is None or not np.isfinite(r["rho"]):
         return "ρ = n/a"
     s = f"ρ = {r['rho']:+.2f}"
     if np.isfinite(r["lo"]) and np.isfinite(r["hi"]):
         s += f" [{r['lo']:+.2f}, {r['hi']:+.2f}]"
-    return s + f", n = {int(r['n'])}"
+    return s + (f", p = {r['p']:.2g}" if np.isfinite(r["p"]) else "")
 
 
-def _human(n) -> str:
-    if n is None or not np.isfinite(n):
-        return "?"
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suf}"
-    return f"{int(n)}"
+def _interval_note(df: pd.DataFrame) -> str:
+    n = int(df["n_tasks"].min()) if "n_tasks" in df and len(df) else 0
+    return f"bars: 95% BCa interval over {n} tasks" if n >= 3 else "too few tasks for an interval"
 
 
-def _ci_note(df: pd.DataFrame) -> str:
-    n = int(df["n_seeds"].min()) if "n_seeds" in df and len(df) else 0
-    return f"error bars: 95% CI over {n} seeds" if n > 1 else "one seed: no CI"
-
-
-def difficulty_vs_gain(zs: pd.DataFrame, ev: pd.DataFrame, variant: str = "default", n_boot: int = 1000):
-    """Fine-tuning gain vs zero-shot ss (left) and ACS (right) per (task, domain) and method;
-    titles: Spearman rho of the gain averaged over methods (ID and DG points, bootstrap 95% CI)."""
-    from . import analysis
+def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
+    """Fine-tuning gain vs each zero-shot measure present (ss, ACS, IIMM, class silhouette, modality
+    gap) per (task, domain) and method. Titles: Spearman ρ of the mean gain over methods (ID and
+    shifted-domain points; raw and headroom-normalised gain) with its interval over tasks and exact
+    p, read from the predictors table."""
+    from .analysis.tables import HEADROOM, MEASURE_LABELS, RAW
     style()
-    pts = analysis.gain_points(zs, ev, variant)
-    pred = analysis.predictors(zs, ev, variant, n_boot=n_boot)
+    pts, pred = _all_runs(points), _all_runs(predictors)
+    measures = [m for m in DIFFICULTY_MEASURES if m in pts and pts[m].notna().any()]
     methods = _methods_in(pts[pts["method"] != "pooled"])
     pal = method_palette(methods)
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9), sharey=True)
-    for ax, meas, name in ((axes[0], "silhouette", "zero-shot modality ss (higher = misaligned)"),
-                           (axes[1], "acs", "zero-shot ACS (higher = aligned)")):
-        span = pts[pts["method"] != "pooled"].groupby(["task", "domain"]).agg(
-            x=(meas, "first"), lo=("gain", "min"), hi=("gain", "max"))
+    fig, axes = plt.subplots(1, len(measures), figsize=(2.6 * len(measures) + 0.6, 3.1), sharey=True, squeeze=False)
+    for ax, meas in zip(axes[0], measures):
+        per = pts[pts["method"] != "pooled"]
+        span = per.groupby(["task", "domain"]).agg(x=(meas, "first"), lo=("gain", "min"), hi=("gain", "max"))
         ax.vlines(span["x"], span["lo"] * 100, span["hi"] * 100, color="0.8", lw=0.8, zorder=1)
         for m in methods:
             for sch, mk in SCHEMA_MARKERS.items():
-                p = pts[(pts["method"] == m) & (pts["schema"] == sch)]
-                ax.scatter(p[meas], p["gain"] * 100, color=pal[m], marker=mk, s=26, alpha=0.9,
+                p = per[(per["method"] == m) & (per["schema"] == sch)]
+                ax.scatter(p[meas], p["gain"] * 100, color=pal[m], marker=mk, s=24, alpha=0.9,
                            edgecolor="white", linewidth=0.4, zorder=3)
         pool = pts[pts["method"] == "pooled"]
         ax.scatter(pool[meas], pool["gain"] * 100, marker="_", color="k", s=90, lw=1.4, zorder=4)
-        r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["target"] == "ID+DG")]
-        ax.set_title(f"{_fmt_rho(r.iloc[0] if len(r) else None)}", fontsize=8)
-        ax.set_xlabel(name)
+        lines = [MEASURE_LABELS.get(meas, meas)]
+        for form, short in ((RAW, "raw"), (HEADROOM, "headroom")):
+            r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["target"] == "ID+DG")
+                     & (pred["form"] == form)]
+            lines.append(f"{short}: {rho_text(r.iloc[0] if len(r) else None)}")
+        ax.set_title("\n".join(lines), fontsize=7)
+        ax.set_xlabel(f"zero-shot {MEASURE_LABELS.get(meas, meas)}")
         ax.axhline(0, color="0.4", lw=0.6)
-    axes[0].set_ylabel("fine-tuning gain (acc. points)")
+    axes[0, 0].set_ylabel("fine-tuning gain (acc. points)")
     handles = [plt.Line2D([], [], ls="", marker="s", color=pal[m], label=_mlabel(m)) for m in methods]
     handles += [plt.Line2D([], [], ls="", marker=mk, color="0.3", label=f"{sch} test") for sch, mk in SCHEMA_MARKERS.items()]
     handles += [plt.Line2D([], [], ls="", marker="_", color="k", markersize=9, mew=1.4, label="mean over methods")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=7,
                handletextpad=0.2, columnspacing=0.9, frameon=False)
-    fig.suptitle("Zero-shot misalignment vs fine-tuning gain (ρ: Spearman, mean gain over methods, ID+DG points)",
-                 fontsize=9)
+    fig.suptitle("Zero-shot misalignment vs fine-tuning gain (ρ: Spearman of the mean gain over methods, "
+                 "intervals over tasks, exact p)", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def method_bars(summary: pd.DataFrame):
-    """ID gain, DG gain and CF drop per method (averaged over tasks) with 95% CI over seeds."""
+def method_bars(head: pd.DataFrame):
+    """ID gain, DG gain and CF drop per method (headline table, points) with intervals over tasks."""
     style()
-    methods = _methods_in(summary)
+    methods = _methods_in(head)
     pal = method_palette(methods)
-    s = summary.set_index("method").loc[methods]
+    s = head.set_index("method").loc[methods]
     fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.5))
     for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain (shifted domains)"),
                            (axes[2], "cf_drop", "CF drop (forgetting, other tasks)")):
         x = np.arange(len(methods))
-        ax.bar(x, s[col] * 100, color=[pal[m] for m in methods], width=0.7)
-        _errorbar(ax, x, s[col] * 100, s[col], s[f"{col}_lo"], s[f"{col}_hi"])
+        ax.bar(x, s[col], color=[pal[m] for m in methods], width=0.7)
+        _errorbar(ax, x, s[col], s[col], s[f"{col}_lo"], s[f"{col}_hi"], k=1.0)
         ax.axhline(0, color="0.3", lw=0.6)
         ax.set_xticks(x, [_mlabel(m) for m in methods], rotation=35, ha="right", rotation_mode="anchor")
         ax.set_title(title, fontsize=9)
         ax.set_xlim(-0.6, len(methods) - 0.4)
     axes[0].set_ylabel("accuracy points")
-    fig.suptitle(f"Averaged over training tasks ({_ci_note(summary)})", fontsize=8, y=0.99)
+    fig.suptitle(f"Mean over training tasks ({_interval_note(head)})", fontsize=8, y=0.99)
     fig.tight_layout()
     return fig
 
 
-def forgetting_vs_ss(df: pd.DataFrame):
-    """CF drop after fine-tuning on a task vs that task's zero-shot ss, one panel per method
-    (titles: Spearman rho over tasks with bootstrap 95% CI)."""
+def forgetting_vs_ss(points: pd.DataFrame, spearman: pd.DataFrame):
+    """CF drop after fine-tuning on a task vs that task's zero-shot ss, one panel per method (bars:
+    min-max over seeds); titles: Spearman ρ over tasks with its interval and exact p."""
     style()
-    methods = _methods_in(df)
+    pts, sp = _all_runs(points), _all_runs(spearman).set_index("method")
+    methods = _methods_in(pts)
     pal = method_palette(methods)
-    fig, axes = plt.subplots(1, len(methods), figsize=(7.0, 2.4), sharey=True, sharex=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(1.6 * len(methods) + 0.6, 2.6), sharey=True, sharex=True,
+                             squeeze=False)
     for ax, m in zip(axes[0], methods):
-        d = df[df["method"] == m].sort_values("ss_zero_shot")
+        d = pts[pts["method"] == m].sort_values("ss_zero_shot")
         ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, color=pal[m], lw=0.8, alpha=0.6)
         ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, "o", color=pal[m], ms=4)
-        _errorbar(ax, d["ss_zero_shot"], d["cf_drop"] * 100, d["cf_drop"], d["cf_drop_lo"], d["cf_drop_hi"],
+        _errorbar(ax, d["ss_zero_shot"], d["cf_drop"] * 100, d["cf_drop"], d["cf_drop_min"], d["cf_drop_max"],
                   ecolor=pal[m], elinewidth=0.8, capsize=2)
         ax.axhline(0, color="0.4", lw=0.6)
-        r = d.iloc[0] if len(d) else None
-        rho = "ρ = n/a" if r is None or not np.isfinite(r["rho"]) else f"ρ = {r['rho']:+.2f}"
-        if r is not None and np.isfinite(r["rho"]):
-            rho += f" (n = {int(r['rho_n'])})"
-            # a bootstrap over fewer than 4 tasks is degenerate: show the interval only from 4 on
-            rho += f"\n[{r['rho_lo']:+.2f}, {r['rho_hi']:+.2f}]" if r["rho_n"] >= 4 and np.isfinite(r["rho_lo"]) \
-                else "\nno CI (too few tasks)"
-        ax.set_title(f"{_mlabel(m)}\n{rho}", fontsize=8)
+        r = sp.loc[m] if m in sp.index else None
+        txt = rho_text(r).replace(", p", "\np")
+        ax.set_title(f"{_mlabel(m)}\n{txt}", fontsize=7)
         ax.xaxis.set_major_locator(plt.MaxNLocator(3))
     axes[0, 0].set_ylabel("CF drop (acc. points)")
     axes[0, len(methods) // 2].set_xlabel("zero-shot modality ss of the fine-tuned task (ID domain)")
@@ -268,16 +271,15 @@ def forgetting_vs_ss(df: pd.DataFrame):
     return fig
 
 
-def alignment_shift(ev: pd.DataFrame, variant: str = "default"):
-    """ss and ACS before (zero-shot, dashed line) and after fine-tuning (dot, 95% CI over seeds)
-    per method, on DG data (trained task, shifted domains) and CF data (other tasks)."""
-    from . import analysis
+def alignment_shift(align: pd.DataFrame):
+    """ss and ACS before (zero-shot, dashed) and after fine-tuning (dot, interval over tasks) per
+    method, on DG data (trained task, shifted domains) and CF data (other tasks)."""
     style()
-    t = analysis.alignment_table(ev, variant)
+    t = _all_runs(align)
     methods = _methods_in(t)
     pal = method_palette(methods)
     fig, axes = plt.subplots(2, 2, figsize=(7.0, 4.4), sharex=True)
-    for i, (meas, ylab) in enumerate((("silhouette", "modality ss"), ("acs", "ACS"))):
+    for i, (meas, ylab) in enumerate((("ss", "modality ss"), ("acs", "ACS"))):
         for j, (sch, title) in enumerate((("DG", "DG data (trained task, shifted domains)"),
                                           ("CF", "CF data (the other tasks)"))):
             ax = axes[i, j]
@@ -298,7 +300,6 @@ def alignment_shift(ev: pd.DataFrame, variant: str = "default"):
                 ax.set_title(title, fontsize=9)
             if j == 0:
                 ax.set_ylabel(ylab)
-            # limits from every value drawn, with a margin
             vals = d.reindex(methods)[["zero_shot", "finetuned", "finetuned_lo", "finetuned_hi"]].to_numpy(float)
             vals = vals[np.isfinite(vals)]
             if vals.size:
@@ -308,7 +309,7 @@ def alignment_shift(ev: pd.DataFrame, variant: str = "default"):
     handles = [plt.Line2D([], [], color="0.35", ls="--", label="zero-shot"),
                plt.Line2D([], [], color="0.35", marker="o", ls="-", label="fine-tuned (line: the change)")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(f"Alignment before → after fine-tuning (mean over tasks; {_ci_note(t)})", fontsize=9)
+    fig.suptitle(f"Alignment before → after fine-tuning (mean over tasks; {_interval_note(t)})", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -341,28 +342,29 @@ def _place_labels(ax, xs, ys, texts, colors, fontsize=8):
             taken.append(t.get_window_extent(renderer))
 
 
-def tradeoff(summary: pd.DataFrame):
-    """The DG-vs-CF plane: x = CF drop, y = DG gain (95% CI crosses); dotted: equal balance
-    (DG gain - CF drop) through each method; better = up and left."""
+def tradeoff(head: pd.DataFrame):
+    """The DG-vs-CF plane from the headline table: x = CF drop, y = DG gain (points, interval
+    crosses); dotted: equal balance (DG gain - CF drop) through each method; better = up and left."""
     style()
-    methods = _methods_in(summary)
+    methods = _methods_in(head)
     pal = method_palette(methods)
-    s = summary.set_index("method").loc[methods]
-    x, y = s["cf_drop"].to_numpy() * 100, s["dg_gain"].to_numpy() * 100
-    fig, ax = plt.subplots(figsize=(3.5, 3.1))
+    s = head.set_index("method").loc[methods]
+    x, y = s["cf_drop"].to_numpy(float), s["dg_gain"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
     for k, m in enumerate(methods):
         r = s.iloc[k]
         ax.plot([x[k]], [y[k]], "o", color=pal[m], ms=5)
         _errorbar(ax, [x[k]], [y[k]], [r["cf_drop"]], [r["cf_drop_lo"]], [r["cf_drop_hi"]], horizontal=True,
-                  ecolor=pal[m], elinewidth=1.0, capsize=2)
-        _errorbar(ax, [x[k]], [y[k]], [r["dg_gain"]], [r["dg_gain_lo"]], [r["dg_gain_hi"]],
+                  k=1.0, ecolor=pal[m], elinewidth=1.0, capsize=2)
+        _errorbar(ax, [x[k]], [y[k]], [r["dg_gain"]], [r["dg_gain_lo"]], [r["dg_gain_hi"]], k=1.0,
                   ecolor=pal[m], elinewidth=1.0, capsize=2)
     finite = np.isfinite(x) & np.isfinite(y)
     if finite.any():
-        xr = np.array([np.nanmin(x), np.nanmax(x)])
-        yr = np.array([np.nanmin(y), np.nanmax(y)])
-        padx = max(0.25 * (xr[1] - xr[0]), 0.5)
-        pady = max(0.25 * (yr[1] - yr[0]), 0.5)
+        vals_x = np.concatenate([x, s["cf_drop_lo"], s["cf_drop_hi"]]).astype(float)
+        vals_y = np.concatenate([y, s["dg_gain_lo"], s["dg_gain_hi"]]).astype(float)
+        xr = np.array([np.nanmin(vals_x), np.nanmax(vals_x)])
+        yr = np.array([np.nanmin(vals_y), np.nanmax(vals_y)])
+        padx, pady = max(0.12 * (xr[1] - xr[0]), 0.5), max(0.12 * (yr[1] - yr[0]), 0.5)
         ax.set_xlim(xr[0] - padx, xr[1] + padx)
         ax.set_ylim(yr[0] - pady, yr[1] + pady)
         xx = np.array(ax.get_xlim())
@@ -373,7 +375,7 @@ def tradeoff(summary: pd.DataFrame):
     ax.axhline(0, color="0.5", lw=0.6)
     ax.axvline(0, color="0.5", lw=0.6)
     ax.set(xlabel="CF drop (forgetting, acc. points)", ylabel="DG gain (acc. points)")
-    ax.set_title(f"DG gain vs forgetting (up-left = better)\n{_ci_note(summary)}; dotted: equal\n"
+    ax.set_title(f"DG gain vs forgetting (up-left = better)\n{_interval_note(head)}; dotted: equal\n"
                  "balance (DG gain − CF drop) through each method", fontsize=8)
     _place_labels(ax, x[finite], y[finite], [_mlabel(m) for m, f in zip(methods, finite) if f],
                   [pal[m] for m, f in zip(methods, finite) if f])
@@ -382,7 +384,7 @@ def tradeoff(summary: pd.DataFrame):
 
 
 def ablations(tab: pd.DataFrame):
-    """A-CLIP ablations next to the default methods, on the ablations' tasks and seeds: ID gain, DG
+    """Ablation variants next to the default methods, on the ablations' tasks and seeds: ID gain, DG
     gain and CF drop (trainable parameters in the row labels)."""
     style()
     methods = _methods_in(tab)
@@ -394,8 +396,7 @@ def ablations(tab: pd.DataFrame):
     default = (tab["variant"] == "default").to_numpy()
     for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain"),
                            (axes[2], "cf_drop", "CF drop")):
-        colors = [pal[m] for m in tab["method"]]
-        bars = ax.barh(ypos, tab[col] * 100, color=colors, height=0.7)
+        bars = ax.barh(ypos, tab[col] * 100, color=[pal[m] for m in tab["method"]], height=0.7)
         for b, d in zip(bars, default):
             if not d:
                 b.set_alpha(0.55)
@@ -412,25 +413,48 @@ def ablations(tab: pd.DataFrame):
     axes[0].invert_yaxis()
     seeds = tab["seeds"].iloc[0] if n else ""
     tasks = str(tab["tasks"].iloc[0]).replace(",", ", ") if n else ""
-    fig.suptitle(f"A-CLIP ablations (hatched) vs methods · seed(s) {seeds} · task(s) {tasks} · "
-                 f"({_ci_note(tab)}; trainable params in brackets)", fontsize=8)
+    fig.suptitle(f"Ablations (hatched) vs methods · seed(s) {seeds} · task(s) {tasks}\n"
+                 f"({_interval_note(tab)}; trainable parameters in brackets)", fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _human(n) -> str:
+    if n is None or not np.isfinite(n):
+        return "?"
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{suf}"
+    return f"{int(n)}"
+
+
+FIGURES = {
+    "difficulty_vs_gain": lambda t: difficulty_vs_gain(t["gain_points"], t["predictors"]),
+    "method_bars": lambda t: method_bars(t["headline"]),
+    "tradeoff": lambda t: tradeoff(t["headline"]),
+    "forgetting_vs_ss": lambda t: forgetting_vs_ss(t["forgetting_vs_ss"], t["forgetting_spearman"]),
+    "alignment_shift": lambda t: alignment_shift(t["alignment"]),
+    "ablations": lambda t: ablations(t["ablations"]),
+}
+
+
+def draw(tables: dict, name: str):
+    """One study figure from ``lib.analysis.compute``'s tables (None when its table is empty)."""
+    if name == "ablations" and not len(tables.get("ablations", [])):
+        return None
+    if name == "alignment_shift" and not len(tables.get("alignment", [])):
+        return None
+    return FIGURES[name](tables)
+
+
 def figure_all(tables: dict, out_dir) -> list[Path]:
-    """Draw every study figure from ``analysis.all_tables``'s dict, save each as PNG + PDF in
+    """Draw every study figure from ``lib.analysis.compute``'s tables and save each as PNG + PDF in
     ``out_dir``; returns the paths. A figure whose table is empty (e.g. no ablations) is skipped."""
-    jobs = [("difficulty_vs_gain", lambda: difficulty_vs_gain(tables["zero_shot"], tables["evaluation"])),
-            ("method_bars", lambda: method_bars(tables["method_summary"])),
-            ("forgetting_vs_ss", lambda: forgetting_vs_ss(tables["forgetting_vs_ss"])),
-            ("alignment_shift", lambda: alignment_shift(tables["evaluation"])),
-            ("tradeoff", lambda: tradeoff(tables["method_summary"]))]
-    if len(tables.get("ablations", [])):
-        jobs.append(("ablations", lambda: ablations(tables["ablations"])))
     out = []
-    for name, draw in jobs:
-        fig = draw()
+    for name in FIGURES:
+        fig = draw(tables, name)
+        if fig is None:
+            continue
         try:
             out += save(fig, name, out_dir)
         finally:

@@ -181,59 +181,51 @@ def test_zero_shot_accuracy_hand():
     assert M.zero_shot_accuracy(img, txt, [0, 1, 2, 1]) == pytest.approx(0.75)
 
 
-# ----------------------------------------------------------------------------- statistics
-def test_mean_ci_hand():
-    m, lo, hi = M.mean_ci([1, 2, 3, 4])
-    # s = sqrt(5/3) = 1.2909944487358056; t_{0.975,3} = 3.1824463052837078
-    # half width = 3.1824463052837078 * 1.2909944487358056 / 2 = 2.0542602567605206
-    assert m == pytest.approx(2.5)
-    assert lo == pytest.approx(2.5 - 2.0542602567605206, abs=1e-10)
-    assert hi == pytest.approx(2.5 + 2.0542602567605206, abs=1e-10)
-    m2, lo2, hi2 = M.mean_ci([1, 2, float("nan"), 3, 4])  # NaN ignored
-    assert (m2, lo2, hi2) == pytest.approx((m, lo, hi))
+# ----------------------------------------------------------------------------- IIMM
+def _iimm_direct(img, txt, labels):
+    """IIMM by its definition, O(n^2): every pair of images and every (image, other class) pair."""
+    x = img / np.linalg.norm(img, axis=1, keepdims=True)
+    t = txt / np.linalg.norm(txt, axis=1, keepdims=True)
+    n, k = len(x), len(t)
+    pairs = [float(x[i] @ x[j]) for i in range(n) for j in range(i + 1, n)]
+    per_image = [np.mean([float(x[i] @ t[c]) for c in range(k) if c != labels[i]]) for i in range(n)]
+    return 0.5 * (np.mean(pairs) + np.mean(per_image))
 
 
-def test_mean_ci_single_and_empty():
-    m, lo, hi = M.mean_ci([7.0])
-    assert m == 7.0 and math.isnan(lo) and math.isnan(hi)
-    assert all(math.isnan(v) for v in M.mean_ci([float("nan")]))
+@pytest.mark.parametrize("n,d,k,seed", [(2, 3, 2, 0), (7, 5, 3, 1), (60, 16, 6, 2), (301, 32, 10, 3)])
+def test_iimm_equals_direct_quadratic_computation(n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(size=(n, d)) * rng.uniform(0.1, 5.0, size=(n, 1))   # unnormalised rows
+    txt = rng.normal(size=(k, d)) + 0.5
+    labels = rng.integers(0, k, size=n)
+    assert M.iimm(img, txt, labels) == pytest.approx(_iimm_direct(img, txt, labels), abs=1e-12)
 
 
-def test_spearman_perfect_monotone():
-    x = np.arange(1.0, 9.0)
-    r = M.spearman_bootstrap(x, x**3, n_boot=500)
-    assert r["rho"] == pytest.approx(1.0)
-    assert r["lo"] == pytest.approx(1.0) and r["hi"] == pytest.approx(1.0)
-    assert r["n"] == 8
-    assert M.spearman_bootstrap(x, -x, n_boot=200)["rho"] == pytest.approx(-1.0)
+def test_iimm_chunked_float32_and_torch():
+    import torch
+
+    rng = np.random.default_rng(4)
+    img = rng.normal(size=(3000, 8)).astype(np.float32)   # several chunks
+    txt = rng.normal(size=(5, 8)).astype(np.float32)
+    labels = rng.integers(0, 5, size=3000)
+    direct = _iimm_direct(img[:400].astype(np.float64), txt.astype(np.float64), labels[:400])
+    assert M.iimm(img[:400], txt, labels[:400]) == pytest.approx(direct, abs=1e-9)
+    full = M.iimm(img, txt, labels)
+    assert M.iimm(torch.from_numpy(img), torch.from_numpy(txt), torch.from_numpy(labels)) == pytest.approx(full)
 
 
-def test_spearman_hand_example():
-    # ranks differ by d = (-1, 1, -1, 1, 0): rho = 1 - 6*4 / (5*(25-1)) = 0.8
-    # t = 0.8*sqrt(3/0.36) = 2.3094, two-sided p with 3 df = 0.10409
-    r = M.spearman_bootstrap([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], n_boot=1000, seed=1)
-    assert r["rho"] == pytest.approx(0.8)
-    assert r["p"] == pytest.approx(0.1040880, abs=1e-6)
-    assert -1.0 <= r["lo"] <= r["rho"] <= r["hi"] <= 1.0
-    r2 = M.spearman_bootstrap([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], n_boot=1000, seed=1)
-    assert r2 == r  # deterministic given the seed
-
-
-def test_spearman_bootstrap_matches_scipy_per_resample():
-    from scipy.stats import spearmanr
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=12)
-    y = x + rng.normal(size=12)
-    y[3] = y[4]  # a tie
-    r = M.spearman_bootstrap(x, y, n_boot=300, seed=3)
-    # recompute the bootstrap with scipy, same resamples
-    idx = np.random.default_rng(3).integers(0, 12, size=(300, 12))
-    boots = [spearmanr(x[i], y[i])[0] for i in idx]
-    boots = np.array([b for b in boots if np.isfinite(b)])
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    assert (r["lo"], r["hi"]) == pytest.approx((lo, hi), abs=1e-12)
-    assert r["rho"] == pytest.approx(spearmanr(x, y)[0])
+def test_iimm_hand_and_edges():
+    # two identical images of class 0, texts e1 (class 0) and e2 (class 1):
+    # image pairs: cos = 1; other-class prompt: x . e2 = 0 -> IIMM = 0.5
+    img = np.array([[1.0, 0.0], [2.0, 0.0]])
+    txt = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert M.iimm(img, txt, [0, 0]) == pytest.approx(0.5)
+    assert math.isnan(M.iimm(img[:1], txt, [0]))          # one image: no pairs
+    assert math.isnan(M.iimm(img, txt[:1], [0, 0]))       # one class: no other prompts
+    with pytest.raises(ValueError, match="labels must be in"):
+        M.iimm(img, txt, [0, 2])
+    with pytest.raises(ValueError, match="dims differ"):
+        M.iimm(img, np.ones((2, 3)), [0, 1])
 
 
 def test_forgetting():

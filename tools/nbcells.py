@@ -40,11 +40,11 @@ NOTEBOOKS = {
         "Every fine-tuning run is evaluated by its own job (`python -m lib.pipeline.evaluate <profile> <task> <method>`, one Make target per (task, method)): accuracy on the trained task's ID test (ID), on its shifted domains (DG) and on every other task (CF), each next to the zero-shot model on the same data; ACS, ss, class ss and the modality gap recomputed with the fine-tuned model. This notebook gathers those per-unit files into `build/<profile>/results/evaluation.csv` and shows them; the statistics are in `04_figures`."),
     "04_figures": (
         "04 · Figures and the paper's claims",
-        "Reads the result tables of the profile "
-        "(`build/<profile>/results/{zero_shot,finetune,evaluation}.csv`), computes the summary tables "
-        "(CSV + Markdown), draws every figure (PNG + PDF) and tests the paper's four claims on this "
-        "data. Everything goes to `build/<profile>/figures/`, including `claims.md`. All logic is in "
-        "`lib/analysis.py` and `lib/plots.py`; the verdicts are computed, never written by hand."),
+        "Reads the result tables of the profile (`build/<profile>/results/{zero_shot,finetune,evaluation}.csv`), "
+        "computes every statistic once (`lib.analysis`: tasks as the sampling unit, bootstrap intervals over tasks, "
+        "exact permutation p-values, registered claim rules), writes the tables (CSV + Markdown), draws every figure "
+        "(PNG + PDF) from those tables only and writes `claims.md`, all into `build/<profile>/figures/` "
+        "(`lib.pipeline.publish`). The verdicts are computed, never written by hand."),
 }
 NO_UPSTREAM = {"00_pretrain"}   # the first stage reads nothing another stage writes
 

@@ -23,7 +23,7 @@ from ..paths import RunId
 from ..progress import log
 
 STAGE = "03_evaluate"
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 
 def zero_shot_rows(profile: str) -> dict:

@@ -1,0 +1,114 @@
+"""The study's analysis: every statistic computed once (``compute``), then read by the claims,
+the figures (``lib.plots``) and the published files (``lib.pipeline.publish``).
+
+* ``tables``  - result tables -> statistic tables (tasks as the sampling unit, ``lib.stats``);
+* ``claims``  - the paper's claims, one registered function each, verdicts from stated rules;
+* ``report``  - Markdown / CSV output, ``claims.md``, the README results block.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from .. import manifest, paths
+from . import claims as claims_mod
+from . import report, tables
+from .claims import MIN_TASKS, VERDICTS, Verdict
+from .report import claims_markdown, markdown_table, save_table
+from .tables import (METHOD_LABELS, METHOD_ORDER, RESULT_FILES, add_deltas, gain_points, run_level, seed_aggregate,
+                     subset_of)
+
+__all__ = ["load_results", "input_fingerprints", "compute", "save_tables", "write_claims_md", "claims_markdown",
+           "markdown_table", "save_table", "Verdict", "MIN_TASKS", "VERDICTS", "METHOD_LABELS", "METHOD_ORDER",
+           "RESULT_FILES", "add_deltas", "gain_points", "run_level", "seed_aggregate", "subset_of",
+           "method_summary", "predictors", "show"]
+
+
+# ----------------------------------------------------------------------------- inputs
+def load_results(profile_or_dir) -> dict:
+    """The three stage tables as DataFrames (keys zero_shot, finetune, evaluation), from a profile
+    name (``build/<profile>/results/``) or a results folder."""
+    s = str(profile_or_dir)
+    rd = Path(s) if isinstance(profile_or_dir, Path) or "/" in s else paths.results_dir(s)
+    producers = {"zero_shot": "01_zero_shot (make zero-shot)", "finetune": "02_finetune (make finetune)",
+                 "evaluation": "03_evaluate (make evaluate)"}
+    out = {}
+    for name in RESULT_FILES:
+        f = rd / f"{name}.csv"
+        if not f.exists():
+            raise FileNotFoundError(f"{f} does not exist: it is written by notebook {producers[name]} "
+                                    f"for this profile")
+        out[name] = pd.read_csv(f)
+    return out
+
+
+def input_fingerprints(profile: str) -> dict:
+    """sha256 (16 hex) of each input table, for the provenance of derived files."""
+    rd = paths.results_dir(profile)
+    return {f"{n}.csv": hashlib.sha256((rd / f"{n}.csv").read_bytes()).hexdigest()[:16]
+            for n in RESULT_FILES if (rd / f"{n}.csv").exists()}
+
+
+# ----------------------------------------------------------------------------- the one entry point
+def compute(results) -> dict:
+    """Every statistic, once: ``results`` is ``load_results``'s dict, a profile name or a results
+    folder. Returns the input tables, every statistic table of ``tables.compute`` and ``claims``."""
+    res = results if isinstance(results, dict) else load_results(results)
+    out = tables.compute(res)
+    out["claims"] = claims_mod.evaluate(out)
+    return out
+
+
+# files written by save_tables: name -> write a Markdown table too
+PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "predictors": True,
+                    "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
+                    "alignment": True, "ablations": True, "zero_shot_summary": True, "collapse": True,
+                    "claims": False, "gain_points": False, "runs": False, "seed_aggregate": False}
+
+
+def save_tables(t: dict, out_dir) -> list[Path]:
+    """CSV for every statistic table (+ Markdown for the narrow ones); ``headline.md`` in points."""
+    out_dir = paths.ensure(Path(out_dir))
+    written = []
+    for name, md in PUBLISHED_TABLES.items():
+        if name in t:
+            written += save_table(t[name], name, out_dir, markdown=md)
+    if "headline" in t:
+        (out_dir / "headline.md").write_text(report.headline_markdown(t["headline"]))
+        written.append(out_dir / "headline.md")
+    return written
+
+
+def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dict | None = None) -> Path:
+    """Write ``claims.md`` to ``path``, then the folder's MANIFEST.json (written last)."""
+    path = Path(path)
+    paths.ensure(path.parent)
+    path.write_text(claims_markdown(claims_df, profile, provenance))
+    manifest.write_manifest(path.parent, {"notebook": "04_figures", "profile": profile, **(provenance or {})})
+    return path
+
+
+def publish_figures(profile: str, dest: Path | None = None) -> Path:
+    """Copy ``build/<profile>/figures/`` to ``paper_figures/`` (``lib.pipeline.publish.copy_figures``)."""
+    from ..pipeline.publish import copy_figures
+    return copy_figures(profile, dest)
+
+
+# ----------------------------------------------------------------------------- notebook helpers
+def method_summary(ev: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Per method and quantity, from an evaluation table (for notebook 03's quick look)."""
+    return tables.method_summary(tables.run_level(ev), variant)
+
+
+def predictors(zs: pd.DataFrame, ev: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Predictor correlations from the zero-shot and evaluation tables (for notebook 03)."""
+    runs = tables.run_level(ev)
+    pts = tables.gain_points(zs, ev, runs, variant)
+    return tables.predictors(pts, tables.present_measures(zs))
+
+
+def show(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A display copy: intervals collapsed to 'v [lo, hi]' text, numbers rounded."""
+    return report.collapse_intervals(df, digits).round(digits)

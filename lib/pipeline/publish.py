@@ -1,0 +1,143 @@
+"""The figures stage: result tables -> statistics, figures, ``claims.md``, headline; and publishing.
+
+``python -m lib.pipeline.publish <profile> [--publish]``
+
+* computes every statistic once (``lib.analysis.compute``) from ``build/<profile>/results/``;
+* writes ``build/<profile>/figures/``: the tables (CSV, + Markdown when narrow), ``headline.md``,
+  every figure (PNG + PDF), ``claims.md`` and ``MANIFEST.json`` (last);
+* with ``--publish``: copies that folder to ``paper_figures/`` together with the executed
+  notebooks (00, 01, one 02 run, 03, 04) under ``paper_figures/notebooks/``, and rewrites the
+  README's results block (between ``<!-- results:begin -->`` and ``<!-- results:end -->``);
+* prints the headline table and where the figures are.
+
+The same results give byte-identical files (seeded bootstraps, no timestamps in figures).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .. import analysis, manifest, paths, plots
+from ..analysis import report
+
+README = paths.ROOT / "README.md"
+NOTEBOOKS = ("00_pretrain.ipynb", "01_zero_shot.ipynb", "03_evaluate.ipynb", "04_figures.ipynb")
+
+
+def provenance(profile: str) -> dict:
+    from .. import config
+    from .. import provenance as prov
+    try:
+        cfg = config.load_profile(profile)
+    except Exception:  # noqa: BLE001 - a results folder of an unknown profile (tests) still gets provenance
+        cfg = {"name": profile}
+    return prov.collect(cfg, inputs=analysis.input_fingerprints(profile))
+
+
+def build(profile: str, out_dir=None, results=None) -> dict:
+    """Compute, save every table and figure and ``claims.md`` into ``out_dir`` (default
+    ``build/<profile>/figures/``, emptied first); ``MANIFEST.json`` last. Returns the tables."""
+    out_dir = Path(out_dir or paths.figures_dir(profile))
+    t = analysis.compute(results if results is not None else profile)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    paths.ensure(out_dir)
+    analysis.save_tables(t, out_dir)
+    plots.figure_all(t, out_dir)
+    analysis.write_claims_md(t["claims"], out_dir / "claims.md", profile, provenance(profile))  # + manifest
+    return t
+
+
+def copy_figures(profile: str, dest=None) -> Path:
+    """Copy ``build/<profile>/figures/`` to ``dest`` (default ``paper_figures/``), atomically replaced."""
+    src = paths.figures_dir(profile)
+    if not (src / manifest.MANIFEST_NAME).exists():
+        raise FileNotFoundError(f"{src} has no {manifest.MANIFEST_NAME}: run `python -m lib.pipeline.publish "
+                                f"{profile}` (or notebook 04_figures) first")
+    dest = Path(dest or paths.PAPER_FIGURES)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    _swap(tmp, dest)
+    return dest
+
+
+def _swap(tmp: Path, dest: Path) -> None:
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def executed_notebooks(profile: str) -> list[Path]:
+    """The executed notebooks to publish: 00, 01, 03, 04 and one 02 unit (A-CLIP on the first task if it
+    ran: seeds and ablations in one notebook; else the first unit), those that exist."""
+    b = paths.profile_dir(profile)
+    out = [b / n for n in NOTEBOOKS if (b / n).exists()]
+    units = sorted(paths.runs_dir(profile).glob("*/*/02_finetune.ipynb"))
+    pick = [u for u in units if u.parent.name == "aclip"] or units
+    if pick:
+        out.insert(2, pick[0])
+    return out
+
+
+def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "paper_figures/tradeoff.png") -> Path:
+    """Rewrite the README's results block from the tables (headline, trade-off figure, verdicts)."""
+    text = Path(readme).read_text()
+    Path(readme).write_text(report.replace_block(text, report.readme_block(t["headline"], t["claims"], profile, figure)))
+    return Path(readme)
+
+
+def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> Path:
+    """``build/<profile>/figures/`` + the executed notebooks -> ``dest`` (``paper_figures/``), with a
+    manifest covering both; then the README block (unless ``readme`` is None)."""
+    src = paths.figures_dir(profile)
+    dest = Path(dest or paths.PAPER_FIGURES)
+    produced_by = manifest.read_manifest(src)["produced_by"]
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    nbs = executed_notebooks(profile)
+    if nbs:
+        nb_dir = paths.ensure(tmp / "notebooks")
+        for nb in nbs:
+            name = nb.name if nb.parent == paths.profile_dir(profile) else \
+                f"02_finetune_{nb.parent.parent.name}_{nb.parent.name}.ipynb"
+            shutil.copy2(nb, nb_dir / name)
+    manifest.write_manifest(tmp, {**produced_by, "notebooks": [n.name for n in nbs]})
+    _swap(tmp, dest)
+    if readme is not None:
+        update_readme(t, profile, readme)
+    return dest
+
+
+def summary_text(t: dict, out_dir: Path, published: Path | None) -> str:
+    lines = ["", "Headline (accuracy points, 95% interval over tasks):", "",
+             report.markdown_table(report.headline_display(t["headline"])),
+             "Claims: " + ", ".join(f"{r.id} {r.verdict}" for r in t["claims"].itertuples()
+                                    if r.subset == t["claims"]["subset"].iloc[0]),
+             f"Figures, tables and claims.md: {out_dir}"]
+    if published is not None:
+        lines.append(f"Published to: {published} (README results block rewritten)")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.pipeline.publish", description=__doc__.split("\n")[0])
+    ap.add_argument("profile")
+    ap.add_argument("--publish", action="store_true", help="also copy to paper_figures/ and rewrite the README block")
+    a = ap.parse_args(argv)
+    out_dir = paths.figures_dir(a.profile)
+    t = build(a.profile, out_dir)
+    dest = publish(a.profile, t) if a.publish else None
+    sys.stdout.write(summary_text(t, out_dir, dest))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
