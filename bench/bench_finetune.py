@@ -11,7 +11,6 @@ the number of epochs: a cached run still encodes the images once, an uncached on
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 

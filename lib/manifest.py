@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from .io import write_text
 
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_VERSION = 1
@@ -60,9 +61,7 @@ def write_manifest(folder: Path, produced_by: dict) -> Path:
            "produced_by": produced_by,
            "files": files}
     out = folder / MANIFEST_NAME
-    tmp = folder / f".{MANIFEST_NAME}.tmp.{os.getpid()}"
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, out)
+    write_text(out, json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
     return out
 
 

@@ -9,10 +9,10 @@ import pandas as pd
 import seaborn as sns
 
 from . import paths
+from .analysis.tables import METHOD_LABELS, METHOD_ORDER
 
 PAPER_RC = {"figure.dpi": 110, "savefig.dpi": 200, "font.size": 9, "axes.titlesize": 10,
             "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8}
-METHOD_ORDER = ["full", "clip_adapter", "lora", "bitfit", "aclip"]
 
 
 def style() -> None:
@@ -84,7 +84,7 @@ def pretrain_curves(info: dict):
 def zero_shot_overview(df: pd.DataFrame):
     """Zero-shot accuracy, ACS and modality silhouette per task and domain."""
     style()
-    d = df.rename(columns={"zero_shot_acc": "acc", "silhouette": "ss"})
+    d = df.copy()
     d["where"] = d["task"] + "\n" + d["domain"]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
     sns.barplot(data=d, x="where", y="acc", hue="domain_kind", ax=axes[0], dodge=False)
@@ -129,7 +129,6 @@ DIFFICULTY_MEASURES = ["ss", "acs", "iimm", "class_ss", "modality_gap"]
 
 
 def _mlabel(m: str) -> str:
-    from .analysis.tables import METHOD_LABELS
     return METHOD_LABELS.get(m, m)
 
 

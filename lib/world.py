@@ -27,13 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from . import paths
+from .io import write_bytes, write_json
 from .config import ConfigError, fingerprint
 from .data import DatasetSource, Split, TaskSpec, register_source
 
@@ -583,7 +583,7 @@ def _split_jobs(wcfg: dict) -> list[tuple[str, str, str, int]]:
             raise ConfigError(f"unknown task {task!r} in world.tasks; valid: {', '.join(RENDERERS)}")
         r = RENDERERS[task]
         jobs.append((task, r.id_domain, "train", int(sizes["train"]) + int(sizes["val"])))
-        for dom in r.domains_all() if hasattr(r, "domains_all") else [r.id_domain, *r.ood_domains]:
+        for dom in [r.id_domain, *r.ood_domains]:
             jobs.append((task, dom, "test", int(sizes["test"])))
     return jobs
 
@@ -596,19 +596,10 @@ def _record(data: bytes, arrays: dict) -> dict:
 def _atomic_savez(path: Path, **arrays) -> dict:
     """Write ``path`` through a temporary name unique to this writer; returns the file's record."""
     import io
-    import uuid
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     data = buf.getvalue()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(path, data)
     return _record(data, arrays)
 
 
@@ -732,11 +723,8 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     caps = np.array([c for p in parts for c in p[1]])
     srcs = np.array([c for p in parts for c in p[2]])
     records["corpus.npz"] = _atomic_savez(out / "corpus.npz", images=imgs, captions=caps, sources=srcs)
-    import uuid
-    tmp = manifest.with_name(f"{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "fingerprint": fp, "world": wcfg,
-                               "n_corpus": len(caps), "files": records}, indent=1))
-    os.replace(tmp, manifest)
+    write_json(manifest, {"format": MANIFEST_FORMAT, "fingerprint": fp, "world": wcfg,
+                          "n_corpus": len(caps), "files": records})
     return out
 
 

@@ -1,9 +1,6 @@
 """The experiment grid of each profile, its units, the Make DAG of the real profile (dry run), the
 per-unit commands for clusters and the LAUNCH prefix."""
-import os
-import stat
 import subprocess
-import sys
 
 import pytest
 

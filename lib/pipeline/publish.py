@@ -131,8 +131,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.pipeline.publish", description=__doc__.split("\n")[0])
     ap.add_argument("profile")
     ap.add_argument("--publish", action="store_true", help="also copy to paper_figures/ and rewrite the README block")
+    ap.add_argument("--summary", action="store_true",
+                    help="only print the headline and verdicts of the figures already built (the end of make reproduce)")
     a = ap.parse_args(argv)
     out_dir = paths.figures_dir(a.profile)
+    if a.summary:
+        import pandas as pd
+        if not (out_dir / "headline.csv").exists() or not (out_dir / "claims.csv").exists():
+            print(f"error: no figures in {out_dir} yet: make figures PROFILE={a.profile}", file=sys.stderr)
+            return 1
+        t = {"headline": pd.read_csv(out_dir / "headline.csv"), "claims": pd.read_csv(out_dir / "claims.csv")}
+        published = paths.PAPER_FIGURES if (paths.PAPER_FIGURES / "headline.csv").exists() and \
+            (paths.PAPER_FIGURES / "headline.csv").read_bytes() == (out_dir / "headline.csv").read_bytes() else None
+        sys.stdout.write(summary_text(t, out_dir, published))
+        return 0
     t = build(a.profile, out_dir)
     dest = publish(a.profile, t) if a.publish else None
     sys.stdout.write(summary_text(t, out_dir, dest))
