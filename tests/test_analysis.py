@@ -317,6 +317,7 @@ def test_fewer_than_eight_tasks_is_inconclusive():
     assert set(v.values()) == {C.TOO_FEW} and set(v) == set(C.REGISTRY)
 
 
+@pytest.mark.slow
 def test_claims_follow_the_data_and_flip_when_it_flips():
     v = _verdicts(A.compute(results(8, seeds=(0, 1))))
     assert v["2a"] == "holds" and v["3b"] == "holds" and v["4a"] == "holds" and v["1-raw"] == "holds"

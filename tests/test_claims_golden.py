@@ -22,6 +22,7 @@ def golden_tables():
     return A.compute(A.load_results(GOLDEN))
 
 
+@pytest.mark.slow
 def test_golden_verdicts(golden_tables):
     got = golden_tables["claims"].set_index(["id", "subset"])
     want = pd.read_csv(GOLDEN / "verdicts.csv").set_index(["id", "subset"])

@@ -50,6 +50,7 @@ AVX512 = {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
+@pytest.mark.slow
 @needs_avx2
 @needs_avx512
 def test_isa_changes_bytes_without_pins_and_not_with_them():

@@ -137,6 +137,7 @@ def test_figures_read_the_tables_not_recompute(tables):
         plt.close(fig2)
 
 
+@pytest.mark.slow
 def test_figures_stage_is_deterministic(tmp_path, monkeypatch):
     from lib.pipeline import publish as P
     monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
@@ -154,6 +155,7 @@ def test_figures_stage_is_deterministic(tmp_path, monkeypatch):
     assert manifest.verify_manifest(a) == []
 
 
+@pytest.mark.slow
 def test_publish_copies_figures_and_notebooks_and_the_cli_prints_the_headline(tmp_path, monkeypatch, capsys):
     from lib import paths
     from lib.analysis import report as R

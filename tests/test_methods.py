@@ -460,6 +460,7 @@ def test_lora_per_step_weight_change_authors_vs_today(bundle, split):
     assert abs(ratio / predicted - 1) < 0.25, (ratio, predicted)
 
 
+@pytest.mark.slow
 def test_profile_param_table_covers_the_configured_variants():
     from lib import config
     df = M.profile_param_table("paper")

@@ -50,6 +50,7 @@ def fake_hub(tmp_path, monkeypatch):
     return {"cache": cache, "file": snap / FILE, "state": state}
 
 
+@pytest.mark.slow
 def test_openai_tag_loads_through_hub_cache(fake_hub, tmp_path, monkeypatch):
     import open_clip
     import open_clip.pretrained as op

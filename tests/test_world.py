@@ -182,6 +182,7 @@ def test_manifest_records_every_file(made_world):
         assert rec["arrays"]["images"]["shape"][1:] == [32, 32, 3]
 
 
+@pytest.mark.slow
 def test_cli_regenerates_a_damaged_world(tmp_path):
     """`python -m lib.world <profile>` (the fix the messages name) repairs a damaged world."""
     import os
