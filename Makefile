@@ -132,7 +132,7 @@ ifneq ($(GRID_GOALS),)
 include $(B)/grid.mk
 endif
 
-$(B)/results/finetune.csv: $(FT_NOTEBOOKS) lib/pipeline/aggregate.py
+$(B)/results/finetune.csv: $(FT_NOTEBOOKS) $(B)/00_pretrain.ipynb lib/pipeline/aggregate.py lib/evaluate.py
 	$(PY) -m lib.pipeline.aggregate finetune $(PROFILE)
 
 $(B)/results/evaluation.csv $(B)/03_evaluate.ipynb &: $(NB)/03_evaluate.ipynb $(EVAL_CSVS) $(B)/results/finetune.csv \

@@ -30,11 +30,35 @@ def aggregate_finetune(profile: str):
         raise FileNotFoundError(f"{len(missing)} fine-tuning runs have no complete result (e.g. {missing[0]}); "
                                 f"run `make finetune PROFILE={profile}`")
     df = pd.DataFrame(rows).sort_values(["task", "method", "variant", "seed"]).reset_index(drop=True)
+    zs_val = zero_shot_val_accuracy(cfg, sorted(df["task"].unique()))
+    df["zero_shot_val_acc"] = df["task"].map(zs_val)
+    # collapsed: the run's best validation accuracy is below the zero-shot model's on the same split
+    df["collapsed"] = df["best_val_acc"] < df["zero_shot_val_acc"]
     res = paths.results_dir(profile)
-    prov = provenance.collect(cfg, stage="aggregate_finetune", runs=len(df))
-    write_csv(df[RESULT_COLUMNS + TIMING_COLUMNS], res / "finetune.csv", prov)
+    prov = provenance.collect(cfg, stage="aggregate_finetune", runs=len(df),
+                              collapsed_rule="best_val_acc < zero_shot_val_acc (same ID validation split)")
+    write_csv(df[RESULT_COLUMNS + ["zero_shot_val_acc", "collapsed"] + TIMING_COLUMNS], res / "finetune.csv", prov)
     write_csv(df[["task", "method", "variant", "seed"] + TIMING_COLUMNS], res / "finetune_timing.csv")
     return res / "finetune.csv"
+
+
+def zero_shot_val_accuracy(cfg: dict, tasks: list[str]) -> dict:
+    """The zero-shot model's accuracy on each task's ID validation split (the split that picks the
+    best epoch of a run), to tell a run that ended below its starting point."""
+    from .. import metrics, models
+    from ..data import source_for
+    from ..evaluate import image_embeddings, text_embeddings
+    from .common import base_model
+    source = source_for(cfg)
+    source.check()
+    base = base_model(cfg)
+    state = models.state_fingerprint(base.model)
+    out = {}
+    for t in tasks:
+        s = source.load(t, source.task(t).id_domain, "val")
+        img = image_embeddings(base.model, base, s, state, cfg["name"])
+        out[t] = metrics.zero_shot_accuracy(img, text_embeddings(base.model, base, s.classnames, s.templates), s.labels)
+    return out
 
 
 def aggregate_evaluation(profile: str) -> pd.DataFrame:
