@@ -1,6 +1,5 @@
 """Damaged files are noticed when read: a completion marker that does not parse, a state file of the
 wrong size, a cache entry that cannot be read. Each counts as "not done" and is recomputed."""
-import json
 
 import numpy as np
 import pytest

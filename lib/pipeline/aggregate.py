@@ -10,7 +10,6 @@ import sys
 import pandas as pd
 
 from .. import config, paths, provenance
-from ..config import ConfigError
 from ..io import read_json, write_csv
 
 
@@ -91,14 +90,16 @@ def main(argv=None) -> int:
     if len(argv) != 2 or argv[0] not in ("finetune", "evaluation"):
         print("usage: python -m lib.pipeline.aggregate finetune|evaluation <profile>", file=sys.stderr)
         return 2
-    try:
+    from .common import cli
+
+    def work():
         config.check_profile_name(argv[1])
-        out = aggregate_finetune(argv[1]) if argv[0] == "finetune" else aggregate_evaluation(argv[1])
-        print(out if argv[0] == "finetune" else paths.results_dir(argv[1]) / "evaluation.csv")
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        if argv[0] == "finetune":
+            print(aggregate_finetune(argv[1]))
+        else:
+            aggregate_evaluation(argv[1])
+            print(paths.results_dir(argv[1]) / "evaluation.csv")
+    return cli(work)
 
 
 if __name__ == "__main__":

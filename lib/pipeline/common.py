@@ -10,6 +10,19 @@ from .. import config, models, paths
 from ..io import read_json
 
 
+def cli(work) -> int:
+    """Run a command-line entry point: a bad input or a missing file is one line on stderr and
+    exit status 1 (the message names the problem and the fix), not a traceback."""
+    import sys
+    from ..config import ConfigError
+    try:
+        work()
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def seed_everything(seed: int) -> None:
     import torch
     random.seed(seed)

@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from .. import config, paths
-from ..config import ConfigError
 from ..data import source_for
 from ..io import read_json, write_csv, write_json
 from ..paths import RunId
@@ -125,15 +124,13 @@ def main(argv=None) -> int:
     if len(argv) != 3:
         print("usage: python -m lib.pipeline.evaluate <profile> <task> <method>", file=sys.stderr)
         return 2
-    try:
-        from .common import setup
-        profile, task, method = argv
+    from .common import cli, setup
+    profile, task, method = argv
+
+    def work():
         config.check_profile_name(profile)
         evaluate_unit(setup(profile, STAGE, label=f"evaluate {task}/{method}"), task, method)
-    except (ConfigError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return cli(work)
 
 
 if __name__ == "__main__":
