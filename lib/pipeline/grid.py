@@ -133,9 +133,13 @@ def progress_line(profile: str, stage: str) -> str:
     from ..progress import stage_counter
     cfg = config.load_profile(profile)
     us = list(units(runs(cfg, validate=False)))
-    target = paths.unit_notebook if stage == "finetune" else paths.unit_eval_csv
-    done = sum(target(profile, t, m).exists() for t, m in us)
     first = paths.profile_dir(profile) / "00_pretrain.ipynb"
+
+    def done_unit(t: str, m: str) -> bool:  # made in this round: newer than what it was made from
+        f = paths.unit_notebook(profile, t, m) if stage == "finetune" else paths.unit_eval_csv(profile, t, m)
+        src = first if stage == "finetune" else paths.unit_notebook(profile, t, m)
+        return f.exists() and (not src.exists() or f.stat().st_mtime >= src.stat().st_mtime)
+    done = sum(done_unit(t, m) for t, m in us)
     t0 = max(float(os.environ.get("CLIPMIS_T0") or 0), first.stat().st_mtime if first.exists() else 0) or time.time()
     if stage == "evaluate":  # evaluation units start as their fine-tuning units finish: clock from the first
         from ..io import read_json
