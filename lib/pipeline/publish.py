@@ -111,8 +111,10 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
             shutil.copy2(nb, nb_dir / name)
     manifest.write_manifest(tmp, {**produced_by, "notebooks": [n.name for n in nbs]})
     _swap(tmp, dest)
-    if readme is not None:
-        update_readme(t, profile, readme)
+    if readme is not None:  # from the published tables, so the README shows exactly their numbers
+        import pandas as pd
+        update_readme({"headline": pd.read_csv(dest / "headline.csv"), "claims": pd.read_csv(dest / "claims.csv")},
+                      profile, readme)
     return dest
 
 
