@@ -28,7 +28,9 @@ def test_launch_prefix_runs_every_unit_through_the_launcher(tmp_path):
     record = tmp_path / "srun.log"
     srun = tmp_path / "srun"
     srun.write_text(f'#!/usr/bin/env bash\n# stand-in srun: record the arguments, drop the options, run the rest\n'
-                    f'echo "$*" >> {record}\nwhile [[ "$1" == -* ]]; do shift; done\nexec "$@"\n')
+                    f'echo "$*" >> {record}\n'
+                    f'while [[ $# -gt 0 && "$1" == -* ]]; do case "$1" in -c|-n|-N) shift 2;; *) shift;; esac; done\n'
+                    f'exec "$@"\n')
     srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CLIPMIS_BUILD")}
     out = subprocess.run(["make", "--no-print-directory", f"{build}/smoke/runs/objects/full/evaluation.csv",
