@@ -1,5 +1,6 @@
 """The experiment grid of each profile, its units, the Make DAG of the real profile (dry run), the
 per-unit commands for clusters and the LAUNCH prefix."""
+import os
 import subprocess
 
 import pytest
@@ -101,3 +102,15 @@ def test_bad_profile_is_refused_by_make():
     out = subprocess.run(["make", "clean-profile", "PROFILE="], cwd=paths.ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode != 0 and "is not a profile" in out.stderr
+
+
+def test_clipmis_build_moves_makes_files_too(tmp_path):
+    """CLIPMIS_BUILD (or BUILD=) moves Make's targets with Python's outputs; the error advice then works."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["CLIPMIS_BUILD"] = str(tmp_path / "elsewhere")
+    out = subprocess.run(["make", "-n", "--no-print-directory", "dry-run", "PROFILE=smoke"], cwd=paths.ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    nbs = [line for line in out.stdout.splitlines() if " -m papermill " in line]
+    assert nbs and all(str(tmp_path / "elsewhere" / "smoke") in line for line in nbs)
+    assert (tmp_path / "elsewhere" / "smoke" / "grid.mk").exists()
