@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from lib import config, models  # noqa: E402
 from lib import train as T  # noqa: E402
 from lib.data import Split  # noqa: E402
+from lib.pipeline.finetune import recipe  # noqa: E402
 
 CLASSES = ["cat", "dog", "car", "tree", "boat", "bird", "fish", "house"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
@@ -43,7 +44,7 @@ def main() -> None:
     t_start = time.perf_counter()
     bundle = models.create("ClipMis-Tiny", device="auto", seed=0)
     train, val = synthetic(512, 0, "train"), synthetic(128, 1, "val")
-    hp = {**{k: v for k, v in config.stage_params("02_finetune", "mini").items() if k != "threads"}, "epochs": 2, "batch_size": BATCH, "lr": 1e-3}
+    hp = {**recipe("mini"), "epochs": 2, "batch_size": BATCH, "lr": 1e-3}
     steps_per_epoch = -(-len(train) // BATCH)
     configs = [("full", {}, {}), ("clip_adapter", {}, {"cache_features": True}),
                ("clip_adapter", {}, {"cache_features": False}), ("lora", {}, {}),
@@ -86,7 +87,7 @@ def main() -> None:
     e_mini = config.stage_params("02_finetune", "mini")["epochs"]
     n_tr, n_va = mini["world"]["sizes"]["train"], mini["world"]["sizes"]["val"]
     tr_m, va_m = synthetic(n_tr, 3, "train"), synthetic(n_va, 4, "val")
-    hp_m = {**{k: v for k, v in config.stage_params("02_finetune", "mini").items() if k != "threads"}, "lr": config.method_params("clip_adapter", "mini")["lr"]}
+    hp_m = {**recipe("mini"), "lr": config.method_params("clip_adapter", "mini")["lr"]}
     runs = {}
     for cache in (False, True):
         t0 = time.perf_counter()

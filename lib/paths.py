@@ -63,6 +63,11 @@ def unit_eval_csv(profile: str, task: str, method: str) -> Path:
     return runs_dir(profile) / task / method / "evaluation.csv"
 
 
+def unit_eval_timing(profile: str, task: str, method: str) -> Path:
+    """When one (task, method) unit's evaluation started and ended, and each run's images/s."""
+    return unit_eval_csv(profile, task, method).with_suffix(".timing.json")
+
+
 @dataclass(frozen=True, order=True)
 class RunId:
     """One fine-tuning run. Its folder is ``runs/<task>/<method>/<variant>/seed<k>/``; it is complete

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lib import config, methods as M  # noqa: E402
+from lib import methods as M  # noqa: E402
 from lib import models  # noqa: E402
 from lib.config import ConfigError  # noqa: E402
 from lib.data import Split, iterate  # noqa: E402
+from lib.pipeline.finetune import recipe  # noqa: E402
 
 N_CLASSES = 4
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
@@ -410,7 +411,7 @@ def test_lora_authors_save_load_roundtrip(bundle, split, tmp_path):
     """Through lib.train: fine-tune, save_run, load_run (options via JSON: null alpha) -> same logits."""
     from lib import train as T
     from safetensors.torch import load_file
-    res = T.finetune(bundle, "lora", AUTHORS, split, None, {**{k: v for k, v in config.stage_params("02_finetune", "smoke").items() if k != "threads"}, "epochs": 1, "batch_size": 16, "lr": 0.5},
+    res = T.finetune(bundle, "lora", AUTHORS, split, None, {**recipe("smoke"), "epochs": 1, "batch_size": 16, "lr": 0.5},
                      seed=0, progress=False)
     assert res.trainable_params == 65_536 and res.options == AUTHORS
     T.save_run(res, tmp_path, {"task": "t"})

@@ -9,16 +9,17 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lib import config, methods as M  # noqa: E402
+from lib import methods as M  # noqa: E402
 from lib import models  # noqa: E402
 from lib import train as T  # noqa: E402
 from lib.config import ConfigError  # noqa: E402
 from lib.data import Split, iterate  # noqa: E402
+from lib.pipeline.finetune import recipe  # noqa: E402
 
 CLASSES = ["cat", "dog", "car", "tree"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-RECIPE = {k: v for k, v in config.stage_params("02_finetune", "smoke").items() if k != "threads"}  # the one source
+RECIPE = recipe("smoke")  # the fine-tuning recipe from params/, its one source
 HP = {**RECIPE, "epochs": 2, "batch_size": 16, "lr": 0.05}
 HP1 = {**HP, "epochs": 1}
 

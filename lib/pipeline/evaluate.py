@@ -110,7 +110,7 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     df = pd.DataFrame(rows)[EVAL_COLUMNS]
     out = paths.unit_eval_csv(profile, task, method)
     write_csv(df, out, float_format=None)
-    write_json(out.with_suffix(".timing.json"), {"unit": f"{task}/{method}", "start": started,
+    write_json(paths.unit_eval_timing(profile, task, method), {"unit": f"{task}/{method}", "start": started,
                                                  "end": time.time(), "runs": timing})
     return df
 

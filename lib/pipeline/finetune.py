@@ -53,9 +53,11 @@ def run_hp(profile: str, method: str) -> dict:
     return resolve_hp({**recipe(profile), "lr": config.method_params(method, profile).get("lr")})
 
 
-def request(cfg: dict, run: RunId, hp: dict, opts: dict) -> dict:
+def request(run: RunId, hp: dict, opts: dict, base: str | dict, code: str) -> dict:
+    """What identifies a run's result: the run, its recipe and options, the base model's
+    fingerprint and the fingerprint of the code that trains it."""
     return {"task": run.task, "method": run.method, "variant": run.variant, "seed": run.seed, "hp": hp,
-            "options": opts, "base_model": base_fingerprint(cfg), "code": config.code_fingerprint(*CODE)}
+            "options": opts, "base_model": base, "code": code}
 
 
 def finished_row(profile: str, run: RunId, want: str | None = None) -> dict | None:
@@ -103,6 +105,7 @@ class Unit:
         self.source.check()
         self._bundle = None
         self._splits = None
+        self._identity = None
 
     def bundle(self):
         if self._bundle is None:
@@ -115,11 +118,18 @@ class Unit:
                             self.source.load(self.task, self.spec.id_domain, "val"))
         return self._splits
 
+    def request(self, r: RunId) -> dict:
+        """The run's request; the base model's and the code's fingerprints are read once per unit
+        (first use, so a missing checkpoint is reported only when a run needs it)."""
+        if self._identity is None:
+            self._identity = (base_fingerprint(self.cfg), config.code_fingerprint(*CODE))
+        return request(r, self.hp, self.options[r.variant], *self._identity)
+
     def plan(self) -> pd.DataFrame:
         """Each run of the unit and whether it is already complete."""
         rows = []
         for r in self.runs:
-            want = config.fingerprint(request(self.cfg, r, self.hp, self.options[r.variant]))
+            want = config.fingerprint(self.request(r))
             rows.append({"run": r.label, "variant": r.variant, "seed": r.seed, "lr": self.hp["lr"],
                          "done": finished_row(self.profile, r, want) is not None})
         return pd.DataFrame(rows)
@@ -128,7 +138,7 @@ class Unit:
         """Fine-tune one run of the unit (or reuse it); returns its result row."""
         from .. import train
         opts = self.options[r.variant]
-        req = request(self.cfg, r, self.hp, opts)
+        req = self.request(r)
         want = config.fingerprint(req)
         row = finished_row(self.profile, r, want)
         if row is not None:

@@ -143,7 +143,7 @@ def progress_line(profile: str, stage: str) -> str:
     t0 = max(float(os.environ.get("CLIPMIS_T0") or 0), first.stat().st_mtime if first.exists() else 0) or time.time()
     if stage == "evaluate":  # evaluation units start as their fine-tuning units finish: clock from the first
         from ..io import read_json
-        starts = [(read_json(paths.unit_eval_csv(profile, t, m).with_suffix(".timing.json")) or {}).get("start")
+        starts = [(read_json(paths.unit_eval_timing(profile, t, m)) or {}).get("start")
                   for t, m in us if paths.unit_eval_csv(profile, t, m).exists()]
         t0 = min([x for x in starts if x] or [t0])
     return stage_counter(done, len(us), t0, f"{stage} units done (profile {profile})")
