@@ -111,11 +111,12 @@ $(B)/results/zero_shot.csv $(B)/01_zero_shot.ipynb &: $(NB)/01_zero_shot.ipynb $
                         $(call pfiles,01_zero_shot) $(CODE_BASE) lib/evaluate.py lib/metrics.py lib/pipeline/zero_shot.py
 	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb)
 
-# one 02_finetune execution per (task, method) unit; one evaluation job per unit (rules in grid.mk)
+# one 02_finetune execution per task (every method: sweep, selection, seeds); one evaluation job per
+# (task, method) (rules in grid.mk)
 FT_DEPS := $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(call pfiles,02_finetune) $(CODE_BASE) \
            lib/methods.py lib/train.py lib/schedule.py lib/pipeline/finetune.py lib/pipeline/grid.py
 define finetune_unit
-	$(call papermill,02_finetune,$@,-p task $(1) -p method $(2),$(UNIT_ENV))
+	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV))
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune
 endef
 EVAL_DEPS := $(B)/results/zero_shot.csv $(call pfiles,03_evaluate) $(CODE_BASE) lib/evaluate.py lib/metrics.py \
@@ -132,7 +133,7 @@ ifneq ($(GRID_GOALS),)
 include $(B)/grid.mk
 endif
 
-$(B)/results/finetune.csv: $(FT_NOTEBOOKS) $(B)/00_pretrain.ipynb lib/pipeline/aggregate.py lib/evaluate.py
+$(B)/results/finetune.csv $(B)/results/lr_sweep.csv &: $(FT_NOTEBOOKS) $(B)/00_pretrain.ipynb lib/pipeline/aggregate.py lib/pipeline/finetune.py lib/evaluate.py
 	$(PY) -m lib.pipeline.aggregate finetune $(PROFILE)
 
 $(B)/results/evaluation.csv $(B)/03_evaluate.ipynb &: $(NB)/03_evaluate.ipynb $(EVAL_CSVS) $(B)/results/finetune.csv \

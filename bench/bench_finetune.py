@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from lib import config, models  # noqa: E402
 from lib import train as T  # noqa: E402
 from lib.data import Split  # noqa: E402
-from lib.pipeline.finetune import recipe  # noqa: E402
+from lib.pipeline.finetune import lr_grid, recipe  # noqa: E402
 
 CLASSES = ["cat", "dog", "car", "tree", "boat", "bird", "fish", "house"]
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
@@ -87,7 +87,7 @@ def main() -> None:
     e_mini = config.stage_params("02_finetune", "mini")["epochs"]
     n_tr, n_va = mini["world"]["sizes"]["train"], mini["world"]["sizes"]["val"]
     tr_m, va_m = synthetic(n_tr, 3, "train"), synthetic(n_va, 4, "val")
-    hp_m = {**recipe("mini"), "lr": config.method_params("clip_adapter", "mini")["lr"]}
+    hp_m = {**recipe("mini"), "lr": lr_grid("mini", "clip_adapter")[-2]}
     runs = {}
     for cache in (False, True):
         t0 = time.perf_counter()

@@ -76,7 +76,7 @@ def main() -> int:
                 pass
         add(name, m and m["start"], m and m["end"], m and m["duration"], note)
 
-    units = [read_nb(p) for p in sorted(pdir.glob("runs/*/*/02_finetune.ipynb"))]
+    units = [read_nb(p) for p in sorted(pdir.glob("runs/*/02_finetune.ipynb"))]
     units = [u for u in units if u]
     train = 0.0
     tf = pdir / "results" / "finetune_timing.csv"

@@ -205,15 +205,31 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
         "tasks": F(kind=list, items=F(kind=str), unique=True, nonempty=True),
         "templates": F(kind=dict, values=F(kind=list, items=F(kind=str), nonempty=True)),
     }),
-    "world": F(kind=dict, required=("seed", "tasks", "sizes", "corpus"), keys={
+    # world v2: a 2x2x2 factorial design of tasks (docs/world.md); lib.world.check_design checks
+    # the design's cells (every task of world.tasks in one cell; all cells once when 8 tasks)
+    "world": F(kind=dict, required=("seed", "tasks", "sizes", "corpus", "levels", "design"), keys={
         "seed": _int(min=0),
         "tasks": F(kind=list, items=F(kind=str), unique=True, nonempty=True),
         "sizes": F(kind=dict, required=("train", "val", "test"), keys={
             "train": _int(min=1), "val": _int(min=1), "test": _int(min=1)}),
-        "corpus": F(kind=dict, required=("n_pairs", "coverage"), keys={
+        "corpus": F(kind=dict, required=("n_pairs", "domain_share"), keys={
             "n_pairs": _int(min=1),
-            "coverage": F(kind=dict, values=F(kind=dict, values=_num(min=0))),
+            "domain_share": F(kind=dict, required=("id", "mild", "strong"), keys={
+                "id": _num(min=0), "mild": _num(min=0), "strong": _num(min=0)}),
         }),
+        "levels": F(kind=dict, required=("coverage", "caption_noise", "diversity"), keys={
+            "coverage": F(kind=dict, required=("low", "high"), keys={
+                "low": _num(min=0, min_open=True), "high": _num(min=0, min_open=True)}),
+            "caption_noise": F(kind=dict, required=("clean", "noisy"), keys={
+                "clean": _num(min=0, max=1, max_open=True), "noisy": _num(min=0, max=1, max_open=True)}),
+            "diversity": F(kind=dict, required=("tight", "varied"), keys={
+                "tight": _num(min=0, max=1), "varied": _num(min=0, max=1)}),
+        }),
+        "design": F(kind=dict, values=F(kind=dict, required=("coverage", "caption_noise", "diversity"), keys={
+            "coverage": F(kind=str, choices=("low", "high")),
+            "caption_noise": F(kind=str, choices=("clean", "noisy")),
+            "diversity": F(kind=str, choices=("tight", "varied")),
+        })),
     }),
     "model": F(kind=dict, required=("name",), keys={
         "name": F(kind=str),
@@ -250,8 +266,7 @@ STAGE_SCHEMAS: dict[str, F] = {
 }
 
 _OPTION_VALUE = F(kind=(str, int, float, bool, list), nullable=True)
-METHOD_SCHEMA = F(kind=dict, required=("lr",), keys={
-    "lr": _num(min=0, min_open=True),
+METHOD_SCHEMA = F(kind=dict, required=("lr_grid",), keys={
     "lr_grid": F(kind=list, items=_num(min=0, min_open=True), unique=True, nonempty=True),
     "options": F(kind=dict, values=_OPTION_VALUE),
     "variants": F(kind=dict, values=F(kind=dict, values=_OPTION_VALUE)),

@@ -53,9 +53,9 @@ def checkpoint(profile: str) -> Path:
     return models_dir(profile) / "pretrained.safetensors"
 
 
-def unit_notebook(profile: str, task: str, method: str) -> Path:
-    """The executed fine-tuning notebook of one (task, method) unit."""
-    return runs_dir(profile) / task / method / "02_finetune.ipynb"
+def unit_notebook(profile: str, task: str) -> Path:
+    """The executed fine-tuning notebook of one task's unit (every method, sweep and seeds)."""
+    return runs_dir(profile) / task / "02_finetune.ipynb"
 
 
 def unit_eval_csv(profile: str, task: str, method: str) -> Path:
@@ -71,11 +71,16 @@ def unit_eval_timing(profile: str, task: str, method: str) -> Path:
 @dataclass(frozen=True, order=True)
 class RunId:
     """One fine-tuning run. Its folder is ``runs/<task>/<method>/<variant>/seed<k>/``; it is complete
-    exactly when its marker ``row.json`` exists and parses (written last, atomically)."""
+    exactly when its marker ``row.json`` exists and parses (written last, atomically).
+
+    ``lr`` is None for a run of the study (trained at the learning rate selected for its (task,
+    method)); a learning-rate sweep point has its rate, and its folder is
+    ``runs/<task>/<method>/sweep/lr<lr>/seed<k>/`` (``lib.pipeline.finetune`` selects the rate)."""
     task: str
     method: str
     variant: str
     seed: int
+    lr: float | None = None
 
     MARKER = "row.json"
     STATE = "trainable.safetensors"
@@ -83,12 +88,19 @@ class RunId:
 
     @property
     def rel(self) -> str:
+        if self.lr is not None:
+            return f"runs/{self.task}/{self.method}/sweep/lr{self.lr:g}/seed{self.seed}"
         return f"runs/{self.task}/{self.method}/{self.variant}/seed{self.seed}"
 
     @property
     def label(self) -> str:
         v = "" if self.variant == "default" else f"[{self.variant}]"
-        return f"{self.task}/{self.method}{v}/seed{self.seed}"
+        at = "" if self.lr is None else f"@lr={self.lr:g}"
+        return f"{self.task}/{self.method}{v}{at}/seed{self.seed}"
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.lr is not None
 
     def dir(self, profile: str) -> Path:
         return profile_dir(profile) / self.rel

@@ -104,19 +104,57 @@ def zero_shot_overview(df: pd.DataFrame):
 
 
 def finetune_curves(metas: list[dict]):
-    """Training loss and validation accuracy per epoch of every run of a fine-tuning unit."""
+    """Training loss and validation accuracy per epoch of every run of a fine-tuning unit, one row
+    of two panels per method."""
     style()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 2.8))
-    for i, m in enumerate(metas):
-        h = pd.DataFrame(m["history"])
-        lab = m.get("label") or f"{m['variant']} seed {m['seed']}"
-        a1.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=f"C{i % 10}", label=lab)
-        a2.plot(h["epoch"], h["val_acc"], marker="s", ms=3, color=f"C{i % 10}")
-    if metas:
-        fig.suptitle(f"{metas[0]['task']} · {metas[0]['method']}", fontsize=10)
-    a1.set(xlabel="epoch", ylabel="train loss")
-    a2.set(xlabel="epoch", ylabel="validation accuracy")
-    a1.legend(fontsize=6, ncol=2 if len(metas) > 6 else 1)
+    methods = list(dict.fromkeys(m["method"] for m in metas)) or [""]
+    fig, axes = plt.subplots(len(methods), 2, figsize=(8, 2.4 * len(methods)), squeeze=False)
+    for row, method in zip(axes, methods):
+        a1, a2 = row
+        ms = [m for m in metas if m["method"] == method]
+        for i, m in enumerate(ms):
+            h = pd.DataFrame(m["history"])
+            if h.empty:
+                continue
+            lab = m.get("label") or f"{m['variant']} seed {m['seed']}"
+            lab = lab.removeprefix(f"{m['task']}/{m['method']}").lstrip("/")  # the panel title says it
+            a1.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=f"C{i % 10}", label=lab)
+            a2.plot(h["epoch"], h["val_acc"], marker="s", ms=3, color=f"C{i % 10}")
+        a1.set(xlabel="epoch", ylabel="train loss", title=f"{ms[0]['task']} · {_mlabel(method)}" if ms else "")
+        a2.set(xlabel="epoch", ylabel="validation accuracy")
+        a1.set_yscale("log")
+        for a in (a1, a2):
+            a.xaxis.get_major_locator().set_params(integer=True)
+        if ms:
+            a1.legend(fontsize=5, ncol=2 if len(ms) > 6 else 1)
+    fig.tight_layout()
+    return fig
+
+
+def lr_sweep(sweep: pd.DataFrame):
+    """Best ID validation accuracy against the learning rate, one panel per method, one line per
+    task; the selected rate is a star, a diverged run an x (from ``lr_sweep.csv`` rows)."""
+    style()
+    df = sweep.dropna(subset=["best_val_acc"])
+    methods = _methods_in(df) if len(df) else [""]
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods), 2.6), squeeze=False, sharey=True)
+    tasks = list(dict.fromkeys(df["task"])) if len(df) else []
+    for ax, method in zip(axes[0], methods):
+        g = df[df["method"] == method]
+        for i, t in enumerate(tasks):
+            h = g[g["task"] == t].sort_values("lr")
+            if h.empty:
+                continue
+            c = f"C{i % 10}"
+            ax.plot(h["lr"], 100 * h["best_val_acc"], marker="o", ms=3, color=c, label=t)
+            sel = h[h["selected"].astype(bool)]
+            ax.plot(sel["lr"], 100 * sel["best_val_acc"], marker="*", ms=11, color=c, ls="none")
+            bad = h[h["nonfinite"].astype(bool)]
+            ax.plot(bad["lr"], 100 * bad["best_val_acc"], marker="x", ms=8, color="k", ls="none")
+        ax.set(xscale="log", xlabel="learning rate", title=_mlabel(method))
+    axes[0][0].set_ylabel("best ID val. accuracy (%)")
+    if len(tasks) > 1:
+        axes[0][-1].legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 
@@ -434,6 +472,7 @@ FIGURES = {
     "forgetting_vs_ss": lambda t: forgetting_vs_ss(t["forgetting_vs_ss"], t["forgetting_spearman"]),
     "alignment_shift": lambda t: alignment_shift(t["alignment"]),
     "ablations": lambda t: ablations(t["ablations"]),
+    "lr_sweep": lambda t: lr_sweep(t["lr_sweep"]),
 }
 
 
@@ -442,6 +481,8 @@ def draw(tables: dict, name: str):
     if name == "ablations" and not len(tables.get("ablations", [])):
         return None
     if name == "alignment_shift" and not len(tables.get("alignment", [])):
+        return None
+    if name == "lr_sweep" and not len(tables.get("lr_sweep", pd.DataFrame()).get("best_val_acc", pd.Series()).dropna()):
         return None
     return FIGURES[name](tables)
 

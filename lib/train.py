@@ -8,6 +8,11 @@ trainable state (first epoch on ties) is loaded at the end.  Prompts are re-enco
 when the method can change the text features (``classifier.text_changes``), else encoded once
 under ``no_grad``.
 
+A run whose loss or parameters become non-finite stops there: it keeps its best-validation state
+so far (the initial state, validated as epoch 0, when no epoch finished) and records where it
+diverged in ``FinetuneResult.nonfinite``; the pipeline marks such a run ``collapsed``. A rate that
+diverges is a result of a learning-rate sweep, not an error.
+
 ``logit_scale`` trains with ``full`` only (it is a parameter of the CLIP); every other method
 keeps it frozen.
 
@@ -84,12 +89,13 @@ class FinetuneResult:
     base_model: str = ""
     base_pretrained: str | None = None
     cached_features: bool = False
+    nonfinite: dict | None = None   # {"epoch", "step", "lr", "what"} where training diverged; None if it did not
 
     def summary(self) -> dict:
         return {k: getattr(self, k) for k in (
             "method", "options", "hp", "seed", "best_val_acc", "best_epoch", "history",
             "train_seconds", "peak_memory_mb", "trainable_params", "steps", "base_model",
-            "base_pretrained", "cached_features")}
+            "base_pretrained", "cached_features", "nonfinite")}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -128,19 +134,19 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _check_finite_params(clf, method, epoch, step, lr):
+def _nonfinite_param(clf) -> str | None:
+    """The name of the first trainable parameter holding a non-finite value, else None."""
     for n, p in clf.named_parameters():
         if p.requires_grad and not torch.isfinite(p).all():
-            raise FloatingPointError(
-                f"fine-tuning {method!r} diverged: parameter {n} is not finite after epoch {epoch}, "
-                f"step {step} (lr={lr:g}); lower the learning rate (hp['lr'])")
+            return n
+    return None
 
 
 # ----------------------------------------------------------------------------- finetune
 def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
              val_split: D.Split | None, hp: dict, seed: int, progress: bool = True) -> FinetuneResult:
     """Fine-tune a copy of ``bundle.model`` with ``method``; see the module docstring."""
-    from .progress import progress as tqdm
+    from .progress import log, progress as tqdm
 
     hp = resolve_hp(hp)
     opts = M.resolve_options(method, options)
@@ -206,7 +212,8 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
         with torch.no_grad():
             fixed_text = text_features()
 
-    history, best_state, best_acc, best_epoch, step = [], None, -math.inf, 0, 0
+    history, best_state, best_acc, best_epoch, step, nonfinite = [], None, -math.inf, 0, 0, None
+    init_state = clf.trainable_state()  # what a run that diverges in its first epoch falls back to
     bar = tqdm(total=total, desc=f"{method}", disable=not progress, leave=False)
     try:
         for epoch in range(1, epochs + 1):
@@ -215,11 +222,10 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
                 text = fixed_text if fixed_text is not None else text_features()
                 logits = clf.logit_scale.exp() * feats @ text.T
                 loss = F.cross_entropy(logits, y)
-                lr_now = opt.param_groups[0]["lr"]
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss ({loss.item()}) while fine-tuning {method!r} at epoch {epoch}, "
-                        f"step {step} (global), lr={lr_now:g}; lower the learning rate (hp['lr'])")
+                    nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
+                                 "what": f"loss {loss.item()}"}
+                    break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -228,7 +234,14 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
                 losses.append(loss.item())
                 bar.update(1)
             t_epoch = time.perf_counter() - t_epoch
-            _check_finite_params(clf, method, epoch, step, opt.param_groups[0]["lr"])
+            bad = nonfinite is None and _nonfinite_param(clf)
+            if bad:
+                nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
+                             "what": f"parameter {bad}"}
+            if nonfinite is not None:
+                log(f"{method}: training diverged ({nonfinite['what']} not finite at epoch {epoch}, "
+                    f"step {step}, lr {nonfinite['lr']:g}); stopped, keeping the best state so far")
+                break
             val_acc = validate()
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc,
                             "lr_end": opt.param_groups[0]["lr"], "epoch_seconds": t_epoch})
@@ -238,6 +251,9 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
                 best_state = clf.trainable_state()
     finally:
         bar.close()
+    if best_state is None:  # diverged before the first epoch ended: the initial state, validated
+        clf.load_trainable_state(init_state)
+        best_state, best_acc, best_epoch = init_state, validate(), 0
     clf.load_trainable_state(best_state)
     clf.eval()
     return FinetuneResult(
@@ -245,7 +261,7 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
         train_seconds=time.perf_counter() - t0, peak_memory_mb=_peak_memory_mb(dev),
         trainable_params=clf.trainable_parameter_count(), steps=step, method=method, options=opts,
         hp=hp, seed=seed, base_model=bundle.name, base_pretrained=bundle.pretrained,
-        cached_features=cached)
+        cached_features=cached, nonfinite=nonfinite)
 
 
 # ----------------------------------------------------------------------------- runs on disk

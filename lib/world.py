@@ -1,4 +1,5 @@
-"""The embedded world: five downstream tasks and a pretraining corpus, generated offline.
+"""The embedded world (v2): eight downstream tasks in a 2x2x2 factorial design, and a pretraining
+corpus, generated offline.
 
 Everything is drawn from one *concept vocabulary*: a renderer per task that turns
 ``(class, domain, rng)`` into a 32x32 RGB image.  Real images that ship inside wheels are used where
@@ -7,26 +8,45 @@ gravel / brick textures and immunohistochemistry slide); the rest is procedural.
 
 The tasks mirror the kinds of datasets a CLIP PEFT study uses:
 
-=============  ==========================  ======================  ====================
-task           mirrors                     ID domain               shifted domain(s)
-=============  ==========================  ======================  ====================
-objects        ImageNet (general objects)  photo                   sketch
-digits         MNIST / handwriting         ink (white on black)    colored (MNIST-M-like)
-landcover      EuroSAT / FMoW (overhead)   summer                  winter (snow, haze)
-pathology      Camelyon17 (H&E patches)    hospital_a stain        hospital_b stain
-camera_trap    iWildCam (camera traps)     day cameras             night (infrared) cameras
-=============  ==========================  ======================  ====================
+=============  ==========================  ====================  ===================================
+task           mirrors                     ID domain             shift family (mild, strong)
+=============  ==========================  ====================  ===================================
+objects        ImageNet (general objects)  photo                 sketch (line drawing)
+digits         MNIST / handwriting         ink (white on black)  colored (MNIST-M-like)
+landcover      EuroSAT / FMoW (overhead)   summer                winter (snow, haze)
+pathology      Camelyon17 (H&E patches)    hospital_a stain      hospital_b stain
+camera_trap    iWildCam (camera traps)     day                   night (infrared, flash)
+traffic_signs  GTSRB                       clear                 motion_blur (from a moving car)
+flowers        Flowers102                  garden                vintage (sepia, faded print)
+textures       DTD (describable textures)  flat                  warped (crumpled, folded surface)
+=============  ==========================  ====================  ===================================
 
-The pretraining corpus covers these concepts UNEVENLY (weights per task/domain in the profile's
-``world.corpus.coverage``), so the tasks span a range of zero-shot difficulty.  Captions are
-natural phrases drawn from per-task caption templates.  Generation is deterministic for a seed:
+Each task has three domains ``[id, <shift>_mild, <shift>_strong]``: a renderer draws ONE sample
+(class, pose, background, ...) and paints it in the ID look and in the fully shifted look; the
+domain's image is ``(1 - s) * id + s * shifted`` with the severity ``s`` of :data:`SEVERITY`.
+
+The profile's ``world`` mapping places every task in one cell of a 2x2x2 design (``world.design``)
+over three factors whose levels are fixed in ``world.levels`` (docs/world.md):
+
+* **coverage** -- the task's relative weight in the pretraining corpus (within a task the pairs are
+  shared between its domains by ``world.corpus.domain_share``);
+* **caption_noise** -- the fraction of the task's pretraining captions that name a WRONG class
+  (uniform over the task's other classes; the image is unchanged);
+* **diversity** -- how wide the nuisance factors (background, pose, scale, rotation, colour jitter,
+  tint, clutter) are drawn, for the task's images of every domain and its corpus images.
+
+Captions are natural phrases drawn from per-task caption templates; every class of every task is
+named in some pretraining caption (``generate`` checks it).  Generation is deterministic for a seed:
 every (task, domain, split) and every corpus chunk has its own seeded random stream.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,6 +69,18 @@ COLORS = {
     "cyan": (40, 200, 210),
 }
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+# ============================================================================ the design's constants
+# Severity = the weight of the fully shifted look in a shifted domain's image.  Fixed, not tuned:
+# "strong" is the full shift (world v1's shifted domain), "mild" exactly halfway between it and ID.
+SEVERITY = {"mild": 0.5, "strong": 1.0}
+DOMAIN_KINDS = ("id", "mild", "strong")
+# The 2x2x2 design: factor -> its two level names (values in the profile's world.levels).
+FACTORS = {"coverage": ("low", "high"), "caption_noise": ("clean", "noisy"), "diversity": ("tight", "varied")}
+
+
+class WorldDesignError(ConfigError):
+    """The world's design or its corpus breaks a rule of the design (docs/world.md)."""
 
 
 # ============================================================================ real-image banks
@@ -107,16 +139,56 @@ def _crop(tex: np.ndarray, rng, size: int = S) -> np.ndarray:
     return tex[y:y + size, x:x + size]
 
 
-# ============================================================================ drawing helpers
-def _coords(rng, scale=(0.45, 0.75), shift=0.35, rotate=True):
-    s = rng.uniform(*scale)
-    tx, ty = rng.uniform(-shift, shift, size=2)
-    a = rng.uniform(0, 2 * np.pi) if rotate else 0.0
+# ============================================================================ nuisance draws
+# ``d`` is the task's diversity level in [0, 1]: every nuisance factor is drawn from its nominal
+# (wide) range shrunk around the range's middle by ``d`` (1 = the full range, 0 = the middle value).
+def _r(rng, lo, hi, d, size=None, mid=None):
+    """A nuisance value: uniform on [lo, hi] shrunk around ``mid`` (default the middle) by ``d``."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    mid = (lo + hi) / 2 if mid is None else np.asarray(mid, np.float64)
+    a, b = mid - d * (mid - lo), mid + d * (hi - mid)
+    out = rng.uniform(a, b, size)
+    return out.astype(np.float32) if isinstance(out, np.ndarray) else float(out)
+
+
+def _ri(rng, lo: int, hi: int, d) -> int:
+    """An integer nuisance value in [lo, hi] (inclusive), its range shrunk around the middle by ``d``."""
+    return int(np.clip(np.floor(_r(rng, lo, hi + 1, d, mid=(lo + hi + 1) / 2)), lo, hi))
+
+
+def _pick(rng, options: list, d):
+    """One of ``options``; a diversity ``d`` < 1 keeps only the first ceil(d * n) of them."""
+    k = max(1, min(len(options), math.ceil(d * len(options) - 1e-9)))
+    return options[int(rng.integers(k))]
+
+
+def _coords(rng, d, scale=(0.45, 0.75), shift=0.35):
+    s = _r(rng, *scale, d)
+    tx, ty = _r(rng, -shift, shift, d, size=2)
+    a = _r(rng, -np.pi, np.pi, d)
     u, v = _U0 - tx, _V0 - ty
     c, sn = np.cos(a), np.sin(a)
     return (c * u + sn * v) / s, (-sn * u + c * v) / s, s
 
 
+def _nuisance(rng, d) -> dict:
+    """The generic nuisance of every image: a background tint and clutter blobs, growing with d**2
+    (tight worlds get almost none, varied ones a tint up to 30% and up to 3 blobs)."""
+    return {"tint": rng.uniform(0, 0.3) * d * d, "tint_rgb": rng.uniform(0, 1, 3).astype(np.float32),
+            "n_blobs": int(rng.uniform(0, 4 * d * d)), "blob_yx": rng.uniform(0, S, (3, 2)),
+            "blob_r": rng.uniform(1.0, 2.5, (3, 2)), "blob_rgb": rng.uniform(0, 1, (3, 3)).astype(np.float32)}
+
+
+def _apply_nuisance(img, nu):
+    img = img * (1 - nu["tint"]) + nu["tint"] * nu["tint_rgb"]
+    for k in range(nu["n_blobs"]):
+        (cy, cx), (ry, rx) = nu["blob_yx"][k], nu["blob_r"][k]
+        q = ((_YY - cy) / ry) ** 2 + ((_XX - cx) / rx) ** 2
+        img = _blend(img, nu["blob_rgb"][k] * 255, np.clip((1.0 - q) * 3, 0, 1) * 0.8)
+    return img
+
+
+# ============================================================================ drawing helpers
 def _sdf(shape: str, u, v):
     r = np.sqrt(u * u + v * v)
     if shape == "circle":
@@ -160,6 +232,7 @@ def _noise(rng, sigma):
 
 def _smooth_noise(rng, cells=4):
     """Cheap value noise: a random low-res grid upsampled bilinearly to 32x32."""
+    cells = int(cells)
     g = rng.random((cells + 1, cells + 1)).astype(np.float32)
     t = np.linspace(0, cells, S, dtype=np.float32)
     i = np.minimum(t.astype(int), cells - 1)
@@ -172,22 +245,84 @@ def _to_uint8(img):
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _color_jitter(rng, rgb, amount=30):
+def _color_jitter(rng, rgb, amount=30.0):
+    amount = int(round(amount))
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb)
+
+
+def _soft(x, sharp=3.0):
+    """A soft mask from a signed value (> 0 inside)."""
+    return np.clip(0.5 + x * sharp, 0.0, 1.0)
 
 
 # ============================================================================ task renderers
 class Renderer:
+    """One task: its classes, prompt templates, caption templates and two looks of one sample.
+
+    Subclasses implement ``scene`` (ALL random draws of one sample, the same for every domain) and
+    ``look`` (the sample painted in the ID look or in the fully shifted look, no randomness).
+    """
     name: str
     classnames: list[str]
     templates: list[str]
     id_domain: str
-    ood_domains: list[str]
+    shift: str          # the shift family: the shifted domains are <shift>_mild and <shift>_strong
     kind: str
-    captions: dict  # domain -> list of caption templates with {c} (class phrase) and optional {color}
+    captions: dict      # "id" / "shift" -> caption templates with {c} (class phrase) and optional {color}
+    noise_sigma = 0.03
 
-    def render(self, cls: int, domain: str, rng, pool: str) -> tuple[np.ndarray, dict]:
+    @property
+    def ood_domains(self) -> list[str]:
+        return [f"{self.shift}_{k}" for k in ("mild", "strong")]
+
+    @property
+    def domains(self) -> list[str]:
+        return [self.id_domain, *self.ood_domains]
+
+    def domain_kind(self, domain: str) -> str:
+        """'id', 'mild' or 'strong'."""
+        if domain == self.id_domain:
+            return "id"
+        for k in ("mild", "strong"):
+            if domain == f"{self.shift}_{k}":
+                return k
+        raise ConfigError(f"task {self.name!r} has no domain {domain!r}; valid: {', '.join(self.domains)}")
+
+    def severity(self, domain: str) -> float:
+        kind = self.domain_kind(domain)
+        return 0.0 if kind == "id" else SEVERITY[kind]
+
+    def caption_templates(self, domain: str) -> list[str]:
+        """ID captions for the ID domain, shift captions for strong, both for mild."""
+        kind = self.domain_kind(domain)
+        if kind == "id":
+            return list(self.captions["id"])
+        return (list(self.captions["id"]) if kind == "mild" else []) + list(self.captions["shift"])
+
+    def scene(self, cls: int, rng, pool: str, d: float) -> dict:
         raise NotImplementedError
+
+    def look(self, sc: dict, shifted: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def render(self, cls: int, domain: str, rng, pool: str, diversity: float = 1.0) -> tuple[np.ndarray, dict]:
+        """One image of class ``cls`` in ``domain`` (uint8, 32x32x3) and its info (e.g. its colour).
+
+        The random draws do not depend on the domain: the same stream gives the same sample in
+        every domain, and a shifted domain's image is the blend of that sample's two looks.
+        """
+        s = self.severity(domain)
+        d = float(diversity)
+        sc = self.scene(int(cls), rng, pool, d)
+        nu = _nuisance(rng, d)
+        noise = _noise(rng, self.noise_sigma)
+        if s <= 0.0:
+            img = self.look(sc, False)
+        elif s >= 1.0:
+            img = self.look(sc, True)
+        else:
+            img = (1 - s) * self.look(sc, False) + s * self.look(sc, True)
+        return _to_uint8(_apply_nuisance(img, nu) + noise), dict(sc.get("info", {}))
 
     def caption_phrase(self, cls: int, info: dict, rng) -> str:
         return self.classnames[cls]
@@ -202,54 +337,52 @@ class Objects(Renderer):
     shapes = ["circle", "square", "triangle", "star", "cross", "ring", "diamond", "crescent"]
     classnames = shapes + ["face"]
     templates = ["a photo of a {}."]
-    id_domain, ood_domains = "photo", ["sketch"]
+    id_domain, shift = "photo", "sketch"
     captions = {
-        "photo": ["a photo of a {color} {c}", "a {color} {c}", "a {c} on a textured background",
-                  "picture of a {color} {c}", "a photo of a {c}", "there is a {color} {c} here"],
-        "sketch": ["a sketch of a {c}", "a line drawing of a {c}", "a pencil sketch of a {c}",
-                   "a black and white drawing of a {c}"],
+        "id": ["a photo of a {color} {c}", "a {color} {c}", "a {c} on a textured background",
+               "picture of a {color} {c}", "a photo of a {c}", "there is a {color} {c} here"],
+        "shift": ["a sketch of a {c}", "a line drawing of a {c}", "a pencil sketch of a {c}",
+                  "a black and white drawing of a {c}"],
     }
 
-    def render(self, cls, domain, rng, pool):
-        info = {}
-        if domain == "photo":
-            tex = _textures()[rng.choice(["grass", "gravel", "brick"])]
-            base = _crop(tex, rng)[..., None] * rng.uniform(0.3, 0.7)
-            tint = rng.uniform(0.2, 0.9, 3).astype(np.float32)
-            bg = base + tint * 0.5
-        else:
-            bg = np.full((S, S, 3), rng.uniform(0.85, 1.0), np.float32)
+    def scene(self, cls, rng, pool, d):
+        tex = _textures()[_pick(rng, ["grass", "gravel", "brick"], d)]
+        bg = _crop(tex, rng)[..., None] * _r(rng, 0.3, 0.7, d) + _r(rng, 0.2, 0.9, d, size=3) * 0.5
+        sc = {"bg": bg, "paper": np.full((S, S, 3), _r(rng, 0.85, 1.0, d), np.float32)}
         if cls < len(self.shapes):
-            u, v, s = _coords(rng)
-            sdf = _sdf(self.shapes[cls], u, v)
-            if domain == "photo":
-                cname = rng.choice(list(COLORS))
-                info["color"] = str(cname)
-                img = _blend(bg, _color_jitter(rng, COLORS[cname]), _fill(sdf, 14 * s))
-            else:
-                img = _blend(bg, (20, 20, 20), _outline(sdf, 0.08 / s, 14 * s))
+            u, v, s = _coords(rng, d)
+            sc.update(sdf=_sdf(self.shapes[cls], u, v), s=s)
+            cname = _pick(rng, list(COLORS), d)
+            sc["color"] = _color_jitter(rng, COLORS[cname], 30 * d)
+            sc["info"] = {"color": str(cname)}
         else:
             faces = _faces()
-            idx = _pool(len(faces), pool)
-            f = faces[rng.choice(idx)]
+            f = faces[rng.choice(_pool(len(faces), pool))]
             if rng.random() < 0.5:
                 f = f[:, ::-1]
-            y, x = rng.integers(0, S - 28 + 1, size=2)
-            img = bg.copy()
-            if domain == "photo":
-                skin = rng.uniform(0.6, 1.0, 3).astype(np.float32)
-                img[y:y + 28, x:x + 28] = f[..., None] * skin
-                info["color"] = "natural"
-            else:
-                gy, gx = np.gradient(f)
-                edge = np.clip(np.sqrt(gx ** 2 + gy ** 2) * 6, 0, 1)
-                img[y:y + 28, x:x + 28] = img[y:y + 28, x:x + 28] * (1 - edge[..., None]) + 0.08 * edge[..., None]
-        img = img + _noise(rng, 0.03)
-        return _to_uint8(img), info
+            sc.update(face=f, yx=(_ri(rng, 0, S - 28, d), _ri(rng, 0, S - 28, d)),
+                      skin=_r(rng, 0.6, 1.0, d, size=3), info={"color": "natural"})
+        return sc
+
+    def look(self, sc, shifted):
+        if "sdf" in sc:
+            if not shifted:
+                return _blend(sc["bg"], sc["color"], _fill(sc["sdf"], 14 * sc["s"]))
+            return _blend(sc["paper"], (20, 20, 20), _outline(sc["sdf"], 0.08 / sc["s"], 14 * sc["s"]))
+        f, (y, x) = sc["face"], sc["yx"]
+        if not shifted:
+            img = sc["bg"].copy()
+            img[y:y + 28, x:x + 28] = f[..., None] * sc["skin"]
+            return img
+        img = sc["paper"].copy()
+        gy, gx = np.gradient(f)
+        edge = np.clip(np.sqrt(gx ** 2 + gy ** 2) * 6, 0, 1)[..., None]
+        img[y:y + 28, x:x + 28] = img[y:y + 28, x:x + 28] * (1 - edge) + 0.08 * edge
+        return img
 
     def caption_phrase(self, cls, info, rng):
         if cls == len(self.shapes):
-            return rng.choice(["face", "human face", "person's face"])
+            return str(rng.choice(["face", "human face", "person's face"]))
         return self.classnames[cls]
 
 
@@ -257,38 +390,44 @@ class Digits(Renderer):
     name, kind = "digits", "handwritten digits (MNIST-like)"
     classnames = NUMBER_WORDS
     templates = ["a handwritten digit {}."]
-    id_domain, ood_domains = "ink", ["colored"]
+    id_domain, shift = "ink", "colored"
+    noise_sigma = 0.035
     captions = {
-        "ink": ["the digit {c} written by hand", "a handwritten {c}", "the number {c} in white ink",
-                "a scan of a handwritten {c}", "a handwritten digit {c}"],
-        "colored": ["a colorful handwritten {c}", "the digit {c} on a colored background",
-                    "a {color} handwritten {c}"],
+        "id": ["the digit {c} written by hand", "a handwritten {c}", "the number {c} in white ink",
+               "a scan of a handwritten {c}", "a handwritten digit {c}"],
+        "shift": ["a colorful handwritten {c}", "the digit {c} on a colored background",
+                  "a {color} handwritten {c}"],
     }
+    ink_colors = ["red", "green", "blue", "yellow", "orange", "purple", "pink", "cyan"]
 
-    def render(self, cls, domain, rng, pool):
+    # A digit cropped from a line of handwriting shows parts of its neighbours at the left and right
+    # edges (a neighbour's centre 11-15 px from the crop's centre); the label is the middle digit.
+    neighbour_gap = (11.0, 15.0)
+
+    def scene(self, cls, rng, pool, d):
         from scipy.ndimage import affine_transform
         imgs, y = _digits()
         idx = _pool(len(imgs), pool)
-        idx = idx[y[idx] == cls]
-        d = imgs[rng.choice(idx)]
-        a = rng.uniform(-0.3, 0.3)
-        sc = rng.uniform(0.85, 1.2)
-        m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * sc
-        canvas = np.zeros((S, S), np.float32)
-        canvas[4:28, 4:28] = d
+        digit = imgs[rng.choice(idx[y[idx] == cls])]
+        a, sc_ = _r(rng, -0.35, 0.35, d), _r(rng, 0.8, 1.25, d)
+        m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * sc_
         center = np.array([15.5, 15.5])
-        off = center - m @ center + rng.uniform(-2.5, 2.5, 2)
-        glyph = affine_transform(canvas, m, offset=off, order=1)
-        info = {}
-        if domain == "ink":
-            img = np.repeat(glyph[..., None], 3, axis=2) * rng.uniform(0.8, 1.0) + _noise(rng, 0.04)
-        else:
-            tex = _textures()[rng.choice(["grass", "gravel", "brick"])]
-            bg = _crop(tex, rng)[..., None] * rng.uniform(0.4, 1.0, 3).astype(np.float32)
-            cname = rng.choice(["red", "green", "blue", "yellow", "orange", "purple", "pink", "cyan"])
-            info["color"] = str(cname)
-            img = _blend(bg, COLORS[cname], np.clip(glyph * 1.3, 0, 1)) + _noise(rng, 0.03)
-        return _to_uint8(img), info
+        glyph = np.zeros((S, S), np.float32)
+        for k, dx in enumerate((0.0, -rng.uniform(*self.neighbour_gap), rng.uniform(*self.neighbour_gap))):
+            canvas = np.zeros((S, S), np.float32)
+            canvas[4:28, 4:28] = digit if k == 0 else imgs[rng.choice(idx)]
+            off = center - m @ center + (_r(rng, -3.0, 3.0, d, size=2) if k == 0 else np.array([0.0, -dx]))
+            glyph = np.maximum(glyph, affine_transform(canvas, m, offset=off, order=1))
+        tex = _textures()[_pick(rng, ["grass", "gravel", "brick"], d)]
+        bg = _crop(tex, rng)[..., None] * _r(rng, 0.4, 1.0, d, size=3)
+        cname = _pick(rng, self.ink_colors, d)
+        return {"glyph": glyph, "gain": _r(rng, 0.8, 1.0, d), "bg": bg,
+                "color": _color_jitter(rng, COLORS[cname], 25 * d), "info": {"color": str(cname)}}
+
+    def look(self, sc, shifted):
+        if not shifted:
+            return np.repeat(sc["glyph"][..., None], 3, axis=2) * sc["gain"]
+        return _blend(sc["bg"], sc["color"], np.clip(sc["glyph"] * 1.3, 0, 1))
 
     def caption_phrase(self, cls, info, rng):
         return str(cls) if rng.random() < 0.35 else NUMBER_WORDS[cls]
@@ -299,35 +438,55 @@ class Landcover(Renderer):
     classnames = ["forest", "sea", "river", "farmland", "residential area", "highway", "desert",
                   "pasture"]
     templates = ["a satellite photo of {}."]
-    id_domain, ood_domains = "summer", ["winter"]
+    id_domain, shift = "summer", "winter"
+    noise_sigma = 0.02
     captions = {
-        "summer": ["a satellite photo of {c}", "an aerial view of {c}", "{c} seen from above",
-                   "satellite imagery of {c}", "an overhead image of {c}"],
-        "winter": ["a satellite photo of {c} in winter", "snowy {c} seen from above",
-                   "an aerial view of {c} covered in snow"],
+        "id": ["a satellite photo of {c}", "an aerial view of {c}", "{c} seen from above",
+               "satellite imagery of {c}", "an overhead image of {c}"],
+        "shift": ["a satellite photo of {c} in winter", "snowy {c} seen from above",
+                  "an aerial view of {c} covered in snow"],
     }
 
-    def render(self, cls, domain, rng, pool):
-        name = self.classnames[cls]
+    # A tile is rarely one land type (EuroSAT's tiles mix them): a second, other class covers a
+    # part of the tile beyond a straight boundary at a random angle; the label is the majority class.
+    mixed_share = (0.2, 0.45)
+
+    def scene(self, cls, rng, pool, d):
+        other = int((cls + 1 + rng.integers(len(self.classnames) - 1)) % len(self.classnames))
+        main, second = self._land(self.classnames[cls], rng, d), self._land(self.classnames[other], rng, d)
+        a = rng.uniform(0, 2 * np.pi)
+        proj = _U0 * np.cos(a) + _V0 * np.sin(a)              # a signed distance across the tile
+        cut = np.quantile(proj, 1 - rng.uniform(*self.mixed_share))
+        mask = np.clip((proj - cut) * 8 + 0.5, 0, 1)[..., None]
+        img = main * (1 - mask) + second * mask
+        img = img * _r(rng, 0.8, 1.2, d) * _r(rng, 0.9, 1.1, d, size=3)
+        snow = np.clip(_smooth_noise(rng, 3) * 1.4 - 0.2, 0, 1)[..., None]
+        water = {"sea", "river"}
+        snow = snow * np.where(mask > 0.5, 0.3 if self.classnames[other] in water else 1.0,
+                               0.3 if self.classnames[cls] in water else 1.0)
+        return {"img": img.astype(np.float32), "snow": snow.astype(np.float32)}
+
+    def _land(self, name, rng, d):
+        """One land type filling the whole tile."""
         tex = _textures()
-        n = _smooth_noise(rng, rng.integers(3, 7))
+        n = _smooth_noise(rng, _ri(rng, 3, 6, d))
         g = _crop(tex["grass"], rng)
         if name == "forest":
             img = np.stack([0.10 + 0.1 * n, 0.30 + 0.2 * g, 0.10 + 0.05 * n], -1)
         elif name == "sea":
-            w = 0.03 * np.sin(_XX * rng.uniform(0.5, 1.2) + _YY * rng.uniform(0.2, 0.8))
+            w = 0.03 * np.sin(_XX * _r(rng, 0.5, 1.2, d) + _YY * _r(rng, 0.2, 0.8, d))
             img = np.stack([0.05 + w, 0.25 + 0.1 * n + w, 0.55 + 0.15 * n + w], -1)
         elif name == "river":
             land = np.stack([0.35 + 0.1 * g, 0.45 + 0.15 * g, 0.2 + 0.05 * n], -1)
-            ph, fr, amp = rng.uniform(0, 6), rng.uniform(0.1, 0.3), rng.uniform(2, 6)
-            center = S / 2 + amp * np.sin(_YY * fr + ph) + rng.uniform(-6, 6)
-            wmask = np.clip(rng.uniform(2.0, 4.0) - np.abs(_XX - center), 0, 1)
+            ph, fr, amp = rng.uniform(0, 6), _r(rng, 0.1, 0.3, d), _r(rng, 2, 6, d)
+            center = S / 2 + amp * np.sin(_YY * fr + ph) + _r(rng, -6, 6, d)
+            wmask = np.clip(_r(rng, 2.0, 4.0, d) - np.abs(_XX - center), 0, 1)
             if rng.random() < 0.5:
                 wmask = wmask.T
             img = _blend(land, (30, 70, 160), wmask)
         elif name == "farmland":
             img = np.zeros((S, S, 3), np.float32)
-            k = rng.integers(2, 4)
+            k = _ri(rng, 2, 3, d)
             for i in range(k):
                 for j in range(k):
                     col = np.array([rng.uniform(0.5, 0.85), rng.uniform(0.5, 0.8), rng.uniform(0.1, 0.3)])
@@ -335,8 +494,8 @@ class Landcover(Renderer):
                     ys, xs = slice(i * S // k, (i + 1) * S // k), slice(j * S // k, (j + 1) * S // k)
                     img[ys, xs] = col + stripe[ys, xs, None]
         elif name == "residential area":
-            img = np.stack([0.45 + 0.1 * g] * 3, -1) * np.array([1.0, 1.02, 0.95])
-            step = int(rng.integers(5, 8))
+            img = np.stack([0.45 + 0.1 * g] * 3, -1) * np.array([1.0, 1.02, 0.95], np.float32)
+            step = _ri(rng, 5, 7, d)
             ox, oy = rng.integers(0, step, 2)
             for y in range(oy, S - 2, step):
                 for x in range(ox, S - 2, step):
@@ -344,58 +503,60 @@ class Landcover(Renderer):
                     img[y:y + step - 2, x:x + step - 2] = roof
         elif name == "highway":
             img = np.stack([0.30 + 0.1 * g, 0.45 + 0.15 * g, 0.22 + 0.05 * n], -1)
-            a = rng.uniform(0, np.pi)
-            d = np.abs((_XX - S / 2 - rng.uniform(-6, 6)) * np.cos(a) + (_YY - S / 2) * np.sin(a))
-            img = _blend(img, (90, 90, 95), np.clip(4.0 - d, 0, 1))
-            img = _blend(img, (235, 235, 235), np.clip(0.7 - d, 0, 1))
+            a = _r(rng, 0, np.pi, d)
+            dist = np.abs((_XX - S / 2 - _r(rng, -6, 6, d)) * np.cos(a) + (_YY - S / 2) * np.sin(a))
+            img = _blend(img, (90, 90, 95), np.clip(4.0 - dist, 0, 1))
+            img = _blend(img, (235, 235, 235), np.clip(0.7 - dist, 0, 1))
         elif name == "desert":
-            dunes = 0.06 * np.sin(_XX * rng.uniform(0.3, 0.6) + 3 * n)
+            dunes = 0.06 * np.sin(_XX * _r(rng, 0.3, 0.6, d) + 3 * n)
             sand = _crop(tex["gravel"], rng) * 0.1
             img = np.stack([0.85 + dunes + sand, 0.72 + dunes + sand, 0.45 + dunes], -1)
         elif name == "pasture":
             img = np.stack([0.45 + 0.1 * n, 0.70 + 0.1 * n, 0.30 + 0.05 * g], -1)
         else:  # pragma: no cover
             raise KeyError(name)
-        img = img * rng.uniform(0.9, 1.1)
-        if domain == "winter":
-            snow = np.clip(_smooth_noise(rng, 3) * 1.4 - 0.2, 0, 1)[..., None]
-            if name in ("sea", "river"):
-                snow = snow * 0.3
-            img = img * (1 - 0.7 * snow) + 0.95 * 0.7 * snow
-            img = 0.75 * img + 0.25 * np.array([0.7, 0.75, 0.85], np.float32)  # haze, bluish sensor
-        return _to_uint8(img + _noise(rng, 0.02)), {}
+        return img.astype(np.float32)
+
+    def look(self, sc, shifted):
+        img = sc["img"]
+        if not shifted:
+            return img
+        snow = sc["snow"]
+        img = img * (1 - 0.7 * snow) + 0.95 * 0.7 * snow
+        return 0.75 * img + 0.25 * np.array([0.7, 0.75, 0.85], np.float32)  # haze, bluish sensor
 
 
 class Pathology(Renderer):
     name, kind = "pathology", "H&E histopathology patches (Camelyon17-like)"
     classnames = ["normal lymph tissue", "tumor tissue", "adipose tissue", "stroma"]
     templates = ["a microscope image of {}."]
-    id_domain, ood_domains = "hospital_a", ["hospital_b"]
+    id_domain, shift = "hospital_a", "hospital_b"
+    noise_sigma = 0.025
     captions = {
-        "hospital_a": ["a microscope image of {c}", "a histology slide showing {c}",
-                       "an H&E stained patch of {c}"],
-        "hospital_b": ["a microscope image of {c}", "a stained slide of {c}"],
+        "id": ["a microscope image of {c}", "a histology slide showing {c}",
+               "an H&E stained patch of {c}"],
+        "shift": ["a microscope image of {c}", "a stained slide of {c}",
+                  "a slide of {c} from another laboratory"],
     }
-    stains = {"hospital_a": ((0.35, 0.15, 0.55), (0.95, 0.65, 0.80)),   # (nuclei, eosin background)
-              "hospital_b": ((0.20, 0.25, 0.50), (0.80, 0.70, 0.85))}
+    stains = {False: ((0.35, 0.15, 0.55), (0.95, 0.65, 0.80)),   # hospital_a: (nuclei, eosin background)
+              True: ((0.20, 0.25, 0.50), (0.80, 0.70, 0.85))}    # hospital_b
 
-    def render(self, cls, domain, rng, pool):
-        nuc_col, bg_col = (np.array(c, np.float32) for c in self.stains[domain])
-        bg_col = bg_col + rng.uniform(-0.05, 0.05, 3)
+    def scene(self, cls, rng, pool, d):
+        jitter = _r(rng, -0.08, 0.08, d, size=3)
         ihc = _crop(_textures()["ihc"], rng).mean(-1, keepdims=True)
-        img = np.ones((S, S, 3), np.float32) * bg_col + (ihc - ihc.mean()) * 0.3
+        sc = {"jitter": jitter, "tex": (ihc - ihc.mean()) * _r(rng, 0.2, 0.4, d), "white": None, "fib": None}
         name = self.classnames[cls]
         if name == "adipose tissue":
             cells = np.ones((S, S), np.float32)
             for _ in range(rng.integers(4, 8)):
                 cy, cx, r = rng.uniform(0, S), rng.uniform(0, S), rng.uniform(4, 8)
                 cells = np.minimum(cells, np.clip(np.sqrt((_YY - cy) ** 2 + (_XX - cx) ** 2) - r, 0, 1))
-            img = _blend(img, (250, 245, 250), 1 - cells)
+            sc["white"] = 1 - cells
             nuclei = [(rng.uniform(0, S), rng.uniform(0, S), 1.0, 1.0) for _ in range(rng.integers(1, 4))]
         elif name == "stroma":
             a = rng.uniform(0, np.pi)
-            fib = 0.5 + 0.5 * np.sin((_XX * np.cos(a) + _YY * np.sin(a)) * rng.uniform(0.8, 1.4) + 2 * _smooth_noise(rng))
-            img = img * (0.85 + 0.15 * fib[..., None])
+            sc["fib"] = 0.5 + 0.5 * np.sin((_XX * np.cos(a) + _YY * np.sin(a)) * rng.uniform(0.8, 1.4)
+                                           + 2 * _smooth_noise(rng))
             nuclei = [(rng.uniform(0, S), rng.uniform(0, S), 0.7, 2.2) for _ in range(rng.integers(3, 7))]
         elif name == "normal lymph tissue":
             nuclei = [(rng.uniform(0, S), rng.uniform(0, S), 1.2, 1.2) for _ in range(rng.integers(25, 40))]
@@ -408,38 +569,50 @@ class Pathology(Renderer):
             du, dv = (_XX - cx), (_YY - cy)
             q = ((du * np.cos(a) + dv * np.sin(a)) / rx) ** 2 + ((-du * np.sin(a) + dv * np.cos(a)) / ry) ** 2
             mask = np.maximum(mask, np.clip((1.2 - q) * 3, 0, 1))
-        img = _blend(img, tuple(int(c * 255) for c in nuc_col), mask * rng.uniform(0.75, 0.95))
-        if domain == "hospital_b":
+        sc.update(mask=mask * _r(rng, 0.7, 0.95, d), gain=_r(rng, 0.9, 1.1, d))
+        return sc
+
+    def look(self, sc, shifted):
+        nuc_col, bg_col = (np.array(c, np.float32) for c in self.stains[shifted])
+        img = np.ones((S, S, 3), np.float32) * (bg_col + sc["jitter"]) + sc["tex"]
+        if sc["white"] is not None:
+            img = _blend(img, (250, 245, 250), sc["white"])
+        if sc["fib"] is not None:
+            img = img * (0.85 + 0.15 * sc["fib"][..., None])
+        img = _blend(img, nuc_col * 255, sc["mask"])
+        if shifted:
             img = img * 0.9 + 0.03
-        return _to_uint8(img + _noise(rng, 0.025)), {}
+        return img * sc["gain"]
 
 
 class CameraTrap(Renderer):
     name, kind = "camera_trap", "camera-trap wildlife (iWildCam-like)"
     classnames = ["deer", "wild boar", "fox", "rabbit", "horse", "empty forest"]
     templates = ["a camera trap photo of a {}."]
-    id_domain, ood_domains = "day", ["night"]
+    id_domain, shift = "day", "night"
+    noise_sigma = 0.02
     captions = {
-        "day": ["a camera trap photo of a {c}", "a {c} in the forest", "a trail camera picture of a {c}",
-                "wildlife camera: a {c}"],
-        "night": ["an infrared camera trap photo of a {c} at night", "a {c} at night"],
+        "id": ["a camera trap photo of a {c}", "a {c} in the forest", "a trail camera picture of a {c}",
+               "wildlife camera: a {c}"],
+        "shift": ["an infrared camera trap photo of a {c} at night", "a {c} at night",
+                  "a night-time trail camera picture of a {c}"],
     }
 
-    def _scene(self, rng, night):
+    def _background(self, rng, d):
         g = _crop(_textures()["grass"], rng)
         sky = np.clip(1.2 - _V0 * 1.0, 0, 1)[..., None]
-        ground = np.stack([0.30 + 0.15 * g, 0.45 + 0.2 * g, 0.2 + 0.1 * g], -1)
+        ground = np.stack([0.30 + 0.15 * g, 0.45 + 0.2 * g, 0.2 + 0.1 * g], -1) * _r(rng, 0.85, 1.15, d, size=3)
         img = ground * (1 - sky * 0.3) + np.array([0.55, 0.7, 0.55], np.float32) * sky * 0.3
-        for _ in range(rng.integers(1, 4)):  # tree trunks
+        for _ in range(_ri(rng, 1, 3, d)):  # tree trunks
             x = rng.integers(0, S)
             w = rng.integers(1, 4)
-            img[: int(S * 0.75), x:x + w] = np.array([0.3, 0.22, 0.15]) * rng.uniform(0.7, 1.2)
+            img[: int(S * 0.75), x:x + w] = np.array([0.3, 0.22, 0.15]) * _r(rng, 0.7, 1.2, d)
         return img
 
-    def _animal(self, name, rng):
+    def _animal(self, name, rng, d):
         """Soft mask and colour of an animal built from ellipses, at a random place and size."""
-        sc = rng.uniform(0.8, 1.2)
-        cx, cy = rng.uniform(10, 22), rng.uniform(16, 22)
+        sc = _r(rng, 0.75, 1.25, d)
+        cx, cy = _r(rng, 9, 23, d), _r(rng, 15, 23, d)
         flip = -1 if rng.random() < 0.5 else 1
 
         def ell(x, y, rx, ry):
@@ -471,23 +644,371 @@ class CameraTrap(Renderer):
             return np.zeros((S, S), np.float32), (0, 0, 0)
         return np.clip(np.max(parts, axis=0), 0, 1), col
 
-    def render(self, cls, domain, rng, pool):
-        night = domain == "night"
-        img = self._scene(rng, night)
-        mask, col = self._animal(self.classnames[cls], rng)
-        img = _blend(img, _color_jitter(rng, col, 20), mask)
-        img = img * rng.uniform(0.8, 1.15)
-        if night:
-            lum = img.mean(-1, keepdims=True)
-            flash = np.clip(1.3 - 0.7 * np.sqrt(_U0 ** 2 + _V0 ** 2), 0, 1)[..., None]
-            img = np.repeat(lum * flash * 1.3, 3, axis=2) + _noise(rng, 0.06).mean(-1, keepdims=True)
-        return _to_uint8(img + _noise(rng, 0.02)), {}
+    def scene(self, cls, rng, pool, d):
+        img = self._background(rng, d)
+        mask, col = self._animal(self.classnames[cls], rng, d)
+        img = _blend(img, _color_jitter(rng, col, 25 * d), mask)
+        return {"img": img * _r(rng, 0.75, 1.2, d), "ir_noise": _noise(rng, 0.06).mean(-1, keepdims=True)}
+
+    def look(self, sc, shifted):
+        img = sc["img"]
+        if not shifted:
+            return img
+        lum = img.mean(-1, keepdims=True)
+        flash = np.clip(1.3 - 0.7 * np.sqrt(_U0 ** 2 + _V0 ** 2), 0, 1)[..., None]
+        return np.repeat(lum * flash * 1.3, 3, axis=2) + sc["ir_noise"]
 
     def caption_phrase(self, cls, info, rng):
         return "empty forest with no animal" if cls == 5 and rng.random() < 0.5 else self.classnames[cls]
 
 
-RENDERERS: dict[str, Renderer] = {r.name: r for r in (Objects(), Digits(), Landcover(), Pathology(), CameraTrap())}
+def _seven_segment(u, v, digit: int, w=0.16):
+    """Mask of a seven-segment digit in a box u in [-0.5, 0.5], v in [-1, 1]."""
+    on = {0: "abcdef", 1: "bc", 2: "abdeg", 3: "abcdg", 4: "bcfg", 5: "acdfg", 6: "acdefg", 7: "abc",
+          8: "abcdefg", 9: "abcdfg"}[digit]
+    segs = {"a": (0, -1, 0.5, w), "g": (0, 0, 0.5, w), "d": (0, 1, 0.5, w),           # horizontal: (cu, cv, half-length, half-width)
+            "f": (-0.5, -0.5, w, 0.5), "b": (0.5, -0.5, w, 0.5), "e": (-0.5, 0.5, w, 0.5), "c": (0.5, 0.5, w, 0.5)}
+    m = np.zeros_like(u)
+    for s in on:
+        cu, cv, hu, hv = segs[s]
+        m = np.maximum(m, _soft(np.minimum(hu - np.abs(u - cu), hv - np.abs(v - cv)), 8.0))
+    return m
+
+
+class TrafficSigns(Renderer):
+    name, kind = "traffic_signs", "traffic signs (GTSRB-like)"
+    classnames = ["stop", "yield", "no entry", "speed limit", "roundabout", "pedestrian crossing", "keep right"]
+    templates = ["a photo of a {} traffic sign."]
+    id_domain, shift = "clear", "motion_blur"
+    noise_sigma = 0.025
+    captions = {
+        "id": ["a photo of a {c} sign", "a {c} sign by the road", "a road sign: {c}", "the {c} traffic sign",
+               "a {c} sign on a pole"],
+        "shift": ["a blurry photo of a {c} sign", "a {c} sign seen from a moving car",
+                  "a motion-blurred {c} road sign"],
+    }
+    RED, BLUE, WHITE, BLACK = (200, 30, 35), (30, 70, 180), (240, 240, 240), (20, 20, 20)
+
+    def scene(self, cls, rng, pool, d):
+        # background: sky above a wall / gravel / grass band, with a pole under the sign
+        tex = _textures()[_pick(rng, ["brick", "gravel", "grass"], d)]
+        sky = _r(rng, (0.35, 0.45, 0.55), (0.85, 0.9, 1.0), d, size=3)
+        ground = _crop(tex, rng)[..., None] * _r(rng, 0.3, 0.8, d, size=3) + 0.1
+        horizon = _r(rng, 8, 24, d)
+        img = np.where((_YY < horizon)[..., None], sky, ground).astype(np.float32)
+        cx, cy, rad = _r(rng, 11, 21, d), _r(rng, 10, 18, d), _r(rng, 8.0, 12.5, d)
+        a, squash = _r(rng, -0.35, 0.35, d), _r(rng, 0.7, 1.0, d, mid=0.9)
+        img = _blend(img, (110, 110, 115), np.clip(1.2 - np.abs(_XX - cx), 0, 1) * (_YY > cy))
+        du, dv = _XX - cx, _YY - cy
+        u = (du * np.cos(a) + dv * np.sin(a)) / (rad * squash)
+        v = (-du * np.sin(a) + dv * np.cos(a)) / rad
+        r = np.sqrt(u * u + v * v)
+        sharp = rad / 1.5
+        jit = [_color_jitter(rng, c, 25 * d) for c in (self.RED, self.BLUE, self.WHITE)]
+        red, blue, white = jit
+        first = int(rng.choice([3, 5, 6, 8]))
+        phase = rng.uniform(0, 2 * np.pi)
+        name = self.classnames[cls]
+        if name == "stop":
+            octa = np.maximum(np.maximum(np.abs(u), np.abs(v)), (np.abs(u) + np.abs(v)) / np.sqrt(2) * 1.08)
+            img = _blend(img, red, _soft(0.95 - octa, sharp))
+            for i in range(4):   # the four letters, as white blocks
+                img = _blend(img, white, _soft(np.minimum(0.12 - np.abs(u - (-0.54 + 0.36 * i)), 0.26 - np.abs(v)), sharp))
+        elif name == "yield":   # a triangle pointing down
+            tri = np.maximum(np.abs(u) * 0.866 + v * 0.5, -v) - 0.5
+            img = _blend(img, red, _soft(-tri, sharp))
+            img = _blend(img, white, _soft(-(tri + 0.22), sharp))
+        elif name == "no entry":
+            img = _blend(img, red, _soft(0.95 - r, sharp))
+            img = _blend(img, white, _soft(np.minimum(0.7 - np.abs(u), 0.19 - np.abs(v)), sharp))
+        elif name == "speed limit":
+            img = _blend(img, red, _soft(0.95 - r, sharp))
+            img = _blend(img, white, _soft(0.72 - r, sharp))
+            for k, (cu, dig) in enumerate(((-0.26, first), (0.26, 0))):
+                img = _blend(img, self.BLACK, _seven_segment((u - cu) / 0.36, v / 0.4, dig))
+        elif name == "roundabout":
+            img = _blend(img, blue, _soft(0.95 - r, sharp))
+            th = np.arctan2(v, u)
+            ring = _soft(0.12 - np.abs(r - 0.5), sharp) * (np.cos(3 * th + phase) > -0.6)
+            img = _blend(img, white, ring)
+        elif name == "pedestrian crossing":
+            img = _blend(img, blue, _soft(0.9 - np.maximum(np.abs(u), np.abs(v)), sharp))
+            tri = np.maximum(np.abs(u) * 0.866 - v * 0.5, v) - 0.42      # pointing up
+            img = _blend(img, white, _soft(-tri, sharp))
+            fig = np.maximum(_soft(np.minimum(0.07 - np.abs(u), 0.2 - np.abs(v - 0.1)), sharp),
+                             _soft(0.1 - np.sqrt(u ** 2 + (v + 0.2) ** 2), sharp))
+            img = _blend(img, self.BLACK, fig)
+        else:  # keep right: a white arrow pointing down-right on a blue disc
+            img = _blend(img, blue, _soft(0.95 - r, sharp))
+            t = np.clip((u + v) / 2, -0.45, 0.25)
+            shaft = np.sqrt((u - t) ** 2 + (v - t) ** 2)
+            head = np.maximum(np.abs(u - v) / np.sqrt(2) - (0.55 - (u + v) / np.sqrt(2)) * 0.9, -(u + v) / np.sqrt(2) + 0.25)
+            img = _blend(img, white, np.maximum(_soft(0.12 - shaft, sharp), _soft(-head, sharp)))
+        # the shifted look's motion: a line kernel of this length and angle
+        length, ang = _r(rng, 5.0, 9.0, d), rng.uniform(0, np.pi)
+        return {"img": img * _r(rng, 0.7, 1.2, d), "blur": (length, ang)}
+
+    def look(self, sc, shifted):
+        img = sc["img"]
+        if not shifted:
+            return img
+        from scipy.ndimage import convolve, gaussian_filter
+        length, ang = sc["blur"]
+        k = np.zeros((11, 11), np.float32)
+        for t in np.linspace(-length / 2, length / 2, 25):
+            k[int(round(5 + t * np.sin(ang))), int(round(5 + t * np.cos(ang)))] += 1
+        k /= k.sum()
+        out = np.stack([convolve(gaussian_filter(img[..., c], 0.6), k, mode="nearest") for c in range(3)], -1)
+        return out * 0.85 + 0.06
+
+
+class Flowers(Renderer):
+    name, kind = "flowers", "flower species (Flowers102-like)"
+    classnames = ["sunflower", "daisy", "rose", "tulip", "lavender", "poppy", "dandelion"]
+    templates = ["a photo of a {}, a type of flower."]
+    id_domain, shift = "garden", "vintage"
+    captions = {
+        "id": ["a photo of a {c}", "a {c} in the garden", "a close-up of a {c} flower", "a blooming {c}",
+               "a {c} in bloom"],
+        "shift": ["an old photo of a {c}", "a vintage photograph of a {c}", "a faded sepia picture of a {c}"],
+    }
+    palette = {"rose": [(200, 25, 45), (240, 120, 160), (245, 235, 215)],
+               "tulip": [(215, 35, 40), (235, 110, 170), (240, 205, 40), (130, 50, 150)]}
+
+    def scene(self, cls, rng, pool, d):
+        base = _r(rng, (0.12, 0.30, 0.08), (0.35, 0.60, 0.30), d, size=3)
+        leaves = (_smooth_noise(rng, _ri(rng, 3, 6, d)) - 0.5)[..., None] * 0.3
+        img = base + leaves + _crop(_textures()["grass"], rng)[..., None] * 0.15
+        cx, cy, rad = _r(rng, 11, 21, d), _r(rng, 11, 21, d), _r(rng, 8.0, 13.0, d)
+        rot = _r(rng, -np.pi, np.pi, d)
+        jit = 25 * d
+        name = self.classnames[cls]
+        r = np.sqrt((_XX - cx) ** 2 + (_YY - cy) ** 2) / rad
+        th = np.arctan2(_YY - cy, _XX - cx) + rot
+        col_pick = {k: _color_jitter(rng, _pick(rng, v, d), jit) for k, v in self.palette.items()}
+        spikes = [(_r(rng, -7, 7, d), rng.uniform(3, 9)) for _ in range(4)]
+        fluff = _smooth_noise(rng, 6)
+        if name == "sunflower":
+            petals = _soft(0.55 + 0.45 * np.abs(np.cos(8 * th)) ** 0.6 - r, 6)
+            img = _blend(img, _color_jitter(rng, (240, 195, 30), jit), petals)
+            img = _blend(img, (95, 55, 20), _soft(0.42 - r, 8) * (0.8 + 0.2 * fluff))
+        elif name == "daisy":
+            petals = _soft(0.25 + 0.75 * np.abs(np.cos(6.5 * th)) ** 2 - r, 6)
+            img = _blend(img, _color_jitter(rng, (245, 245, 240), jit), petals)
+            img = _blend(img, (235, 195, 40), _soft(0.22 - r, 8))
+        elif name == "dandelion":
+            petals = _soft((0.6 + 0.4 * np.abs(np.cos(20 * th)) ** 3) * (0.85 + 0.2 * fluff) - r, 6)
+            img = _blend(img, _color_jitter(rng, (250, 215, 45), jit), petals)
+            img = _blend(img, (225, 180, 30), _soft(0.3 - r, 6))
+        elif name == "poppy":
+            petals = _soft(0.72 + 0.28 * np.abs(np.cos(2 * th)) - r, 6)
+            img = _blend(img, _color_jitter(rng, (230, 60, 25), jit), petals)
+            img = _blend(img, (25, 20, 20), _soft(0.2 - r, 8))
+        elif name == "rose":
+            disc = _soft(0.8 * (1 + 0.08 * np.cos(5 * th)) - r, 6)
+            col = col_pick["rose"]
+            img = _blend(img, col, disc)
+            spiral = (np.sin(2 * np.pi * r / 0.22 + th) > 0.55) * disc * (r < 0.75)
+            img = _blend(img, tuple(int(c * 0.55) for c in col), spiral.astype(np.float32))
+        elif name == "tulip":
+            dx, dy = (_XX - cx) / rad, (_YY - cy) / rad
+            img = _blend(img, (50, 130, 40), np.clip(1.2 - np.abs(_XX - cx), 0, 1) * (dy > 0.3))
+            top = -0.5 + 0.35 * np.abs(np.sin(np.pi * (dx + 0.7) / 0.7))
+            cup = _soft(1 - (dx / 0.7) ** 2 - ((dy - 0.05) / 0.7) ** 2, 4) * _soft(dy - top, 8)
+            img = _blend(img, col_pick["tulip"], cup)
+        else:  # lavender: purple spikes of small florets on green stems
+            for k, (ox, top) in enumerate(spikes):
+                x0 = cx + ox * 0.6
+                img = _blend(img, (70, 120, 50), np.clip(0.9 - np.abs(_XX - x0), 0, 1) * (_YY > top))
+                florets = np.clip(2.2 - np.abs(_XX - x0), 0, 1) * (_YY > top) * (_YY < top + 13) \
+                    * (np.sin(_YY * 2.2 + k) > -0.5)
+                img = _blend(img, _color_jitter(rng, (135, 85, 210), jit), florets.astype(np.float32))
+        vignette = np.clip(1 - 0.4 * (_U0 ** 2 + _V0 ** 2), 0, 1)[..., None]
+        return {"img": img * _r(rng, 0.8, 1.15, d), "vignette": vignette,
+                "grain": rng.normal(0, 0.04, (S, S, 1)).astype(np.float32)}
+
+    def look(self, sc, shifted):
+        img = sc["img"]
+        if not shifted:
+            return img
+        lum = img @ np.array([0.3, 0.59, 0.11], np.float32)
+        sepia = lum[..., None] * np.array([1.07, 0.74, 0.43], np.float32) + 0.05
+        return (0.7 * sepia + 0.22) * sc["vignette"] + sc["grain"]
+
+
+class Textures(Renderer):
+    name, kind = "textures", "describable textures (DTD-like)"
+    classnames = ["striped", "polka-dotted", "chequered", "zigzagged", "honeycombed", "crosshatched",
+                  "swirly", "cracked"]
+    templates = ["a photo of a {} texture."]
+    id_domain, shift = "flat", "warped"
+    noise_sigma = 0.025
+    captions = {
+        "id": ["a {c} pattern", "a close-up of a {c} surface", "a {c} texture", "fabric with a {c} pattern",
+               "a photo of a {c} texture"],
+        "shift": ["a crumpled {c} fabric", "a {c} pattern on a wrinkled cloth", "a distorted {c} texture"],
+    }
+
+    def scene(self, cls, rng, pool, d):
+        period = _r(rng, 5.0, 9.0, d)
+        a = _r(rng, -np.pi / 2, np.pi / 2, d)
+        ox, oy = rng.uniform(0, 32, 2)
+        u = ((_XX - ox) * np.cos(a) + (_YY - oy) * np.sin(a)) / period
+        v = (-(_XX - ox) * np.sin(a) + (_YY - oy) * np.cos(a)) / period
+        light, dark = _r(rng, 0.6, 1.0, d, size=3), _r(rng, 0.0, 0.4, d, size=3)
+        if rng.random() < 0.5 * d:          # varied worlds also draw dark-on-light / light-on-dark swapped
+            light, dark = dark, light
+        name = self.classnames[cls]
+        sharp = period / 2
+        if name == "striped":
+            m = _soft(np.sin(2 * np.pi * u), sharp / 4)
+        elif name == "polka-dotted":
+            fu, fv = u - np.floor(u) - 0.5, v - np.floor(v) - 0.5
+            m = _soft(0.28 - np.sqrt(fu ** 2 + fv ** 2), sharp)
+        elif name == "chequered":
+            m = _soft(np.sin(np.pi * u) * np.sin(np.pi * v), sharp / 2)
+        elif name == "zigzagged":
+            tri = np.abs(u - np.floor(u) - 0.5) * 2
+            m = _soft(np.sin(2 * np.pi * (v + 0.8 * tri)), sharp / 4)
+        elif name == "honeycombed":
+            k = 2 * np.pi * 2 / np.sqrt(3)
+            f = sum(np.cos(k * (u * np.cos(t) + v * np.sin(t))) for t in (0, 2 * np.pi / 3, 4 * np.pi / 3))
+            m = _soft(-(f + 0.2), 1.5)
+        elif name == "crosshatched":
+            fu, fv = u * 1.6 - np.floor(u * 1.6) - 0.5, v * 1.6 - np.floor(v * 1.6) - 0.5
+            m = np.maximum(_soft(0.1 - np.abs(fu), sharp), _soft(0.1 - np.abs(fv), sharp))
+        elif name == "swirly":
+            rr = np.sqrt((_XX - ox) ** 2 + (_YY - oy) ** 2) / period
+            th = np.arctan2(_YY - oy, _XX - ox)
+            m = _soft(np.sin(2 * np.pi * rr + 3 * th), sharp / 4)
+        else:  # cracked: dark thin lines on the borders of random cells
+            pts = rng.uniform(-4, S + 4, (_ri(rng, 8, 16, d), 2))
+            dist = np.sort(np.sqrt((_YY[None] - pts[:, 0, None, None]) ** 2 + (_XX[None] - pts[:, 1, None, None]) ** 2), axis=0)
+            m = 1 - _soft(0.9 - (dist[1] - dist[0]), 2.0)
+        img = dark[None, None] * (1 - m[..., None]) + light[None, None] * m[..., None]
+        g = _r(rng, -0.35, 0.35, d, size=2)
+        img = img * (1 + g[0] * _U0 + g[1] * _V0)[..., None] + (_crop(_textures()["gravel"], rng)[..., None] - 0.5) * 0.12
+        return {"img": img.astype(np.float32), "warp": (_smooth_noise(rng, 3) - 0.5, _smooth_noise(rng, 3) - 0.5),
+                "fold": _smooth_noise(rng, 4)}
+
+    def look(self, sc, shifted):
+        img = sc["img"]
+        if not shifted:
+            return img
+        from scipy.ndimage import map_coordinates
+        wy, wx = sc["warp"]
+        coords = [_YY + 8.0 * wy, _XX + 8.0 * wx]
+        out = np.stack([map_coordinates(img[..., c], coords, order=1, mode="reflect") for c in range(3)], -1)
+        return out * (0.6 + 0.6 * sc["fold"])[..., None]
+
+
+RENDERERS: dict[str, Renderer] = {r.name: r for r in (Objects(), Digits(), Landcover(), Pathology(), CameraTrap(),
+                                                      TrafficSigns(), Flowers(), Textures())}
+
+
+# ============================================================================ the design
+def _design_error(msg: str) -> WorldDesignError:
+    return WorldDesignError(f"{msg} (see docs/world.md and params/profiles/mini.yaml)")
+
+
+def check_design(wcfg: dict) -> dict[str, dict[str, float]]:
+    """Validate the world's design; returns task -> {factor: level value} for every task of the world.
+
+    Every task of ``world.tasks`` needs a ``world.design`` entry naming one level of each factor;
+    when the world holds as many tasks as the design has cells, the tasks fill every cell once.
+    """
+    tasks = list(wcfg["tasks"])
+    unknown = [t for t in tasks if t not in RENDERERS]
+    if unknown:
+        raise ConfigError(f"unknown task(s) {unknown} in world.tasks; valid: {', '.join(RENDERERS)}")
+    levels, design = wcfg.get("levels"), wcfg.get("design")
+    if not isinstance(levels, dict) or not isinstance(design, dict):
+        raise _design_error("the world needs 'levels' and 'design' mappings (world.corpus.coverage of "
+                            "world v1 is gone)")
+    for factor, names in FACTORS.items():
+        got = levels.get(factor)
+        if not isinstance(got, dict) or sorted(got) != sorted(names):
+            raise _design_error(f"world.levels.{factor} must give the levels {', '.join(names)}, got "
+                                f"{sorted(got) if isinstance(got, dict) else got!r}")
+    for t in design:
+        if t not in RENDERERS:
+            raise _design_error(f"world.design names unknown task {t!r}; valid: {', '.join(RENDERERS)}")
+    missing = [t for t in tasks if t not in design]
+    if missing:
+        raise _design_error(f"world.design has no cell for task(s) {', '.join(missing)}: give each task of "
+                            f"world.tasks one level of {', '.join(FACTORS)}")
+    out, cells = {}, {}
+    for t in tasks:
+        entry = design[t]
+        if not isinstance(entry, dict):
+            raise _design_error(f"world.design.{t} must be a mapping of {', '.join(FACTORS)} to level names")
+        extra = [k for k in entry if k not in FACTORS]
+        if extra:
+            raise _design_error(f"world.design.{t} has unknown factor(s) {', '.join(extra)}; valid: {', '.join(FACTORS)}")
+        vals = {}
+        for factor, names in FACTORS.items():
+            lv = entry.get(factor)
+            if lv not in names:
+                raise _design_error(f"world.design.{t}.{factor}: {lv!r} is not a level of {factor}; "
+                                    f"valid: {', '.join(names)}")
+            vals[factor] = float(levels[factor][lv])
+        cell = tuple(entry[f] for f in FACTORS)
+        cells.setdefault(cell, []).append(t)
+        out[t] = vals
+    n_cells = math.prod(len(v) for v in FACTORS.values())
+    if len(tasks) == n_cells:
+        twice = {c: ts for c, ts in cells.items() if len(ts) > 1}
+        empty = [c for c in itertools.product(*FACTORS.values()) if c not in cells]
+        if twice or empty:
+            fmt = lambda c: "/".join(c)  # noqa: E731
+            raise _design_error(
+                "the design's tasks must fill its cells exactly once: "
+                + "; ".join([f"cell {fmt(c)} holds {', '.join(ts)}" for c, ts in twice.items()]
+                            + [f"cell {fmt(c)} holds no task" for c in empty]))
+    for factor in ("coverage",):
+        if any(float(v) <= 0 for v in levels[factor].values()):
+            raise _design_error("world.levels.coverage values must be > 0: every task's classes must be "
+                                "named in pretraining")
+    for v in levels["caption_noise"].values():
+        if not 0 <= float(v) < 1:
+            raise _design_error(f"world.levels.caption_noise values must be in [0, 1), got {v}")
+    for v in levels["diversity"].values():
+        if not 0 <= float(v) <= 1:
+            raise _design_error(f"world.levels.diversity values must be in [0, 1], got {v}")
+    return out
+
+
+def corpus_entries(wcfg: dict) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The corpus's (task, domain) strata and their probabilities: the task's coverage level times
+    the domain's ``world.corpus.domain_share``."""
+    lv = check_design(wcfg)
+    share = wcfg["corpus"].get("domain_share")
+    if not isinstance(share, dict) or sorted(share) != sorted(DOMAIN_KINDS):
+        raise _design_error(f"world.corpus.domain_share must give id, mild and strong, got {share!r}")
+    if any(float(v) < 0 for v in share.values()) or sum(float(v) for v in share.values()) <= 0:
+        raise _design_error(f"world.corpus.domain_share values must be >= 0 with a positive sum, got {share}")
+    entries, w = [], []
+    for task in wcfg["tasks"]:
+        r = RENDERERS[task]
+        for dom in r.domains:
+            weight = lv[task]["coverage"] * float(share[r.domain_kind(dom)])
+            if weight > 0:
+                entries.append((task, dom))
+                w.append(weight)
+    w = np.asarray(w)
+    return entries, w / w.sum()
+
+
+def check_class_words(captions, tasks) -> None:
+    """Every class name of every task occurs (as whole words) in some pretraining caption."""
+    text = "\n".join(str(c).lower() for c in captions)
+    for task in tasks:
+        for cname in RENDERERS[task].classnames:
+            if not re.search(rf"(?<![\w-]){re.escape(cname.lower())}(?![\w-])", text):
+                raise WorldDesignError(
+                    f"class {cname!r} of task {task!r} occurs in no pretraining caption ({len(captions)} pairs): "
+                    f"every class of every task must be named in pretraining; raise world.corpus.n_pairs or "
+                    f"the coverage levels (world.levels.coverage)")
 
 
 # ============================================================================ generation
@@ -496,7 +1017,8 @@ def _stream(seed: int, *keys) -> np.random.Generator:
     return np.random.default_rng(h)
 
 
-def render_split(task: str, domain: str, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def render_split(task: str, domain: str, split: str, n: int, seed: int,
+                 diversity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced images of one (task, domain, split)."""
     r = RENDERERS[task]
     rng = _stream(seed, task, domain, split)
@@ -505,46 +1027,33 @@ def render_split(task: str, domain: str, split: str, n: int, seed: int) -> tuple
     pool = "test" if split == "test" else "train"
     imgs = np.empty((n, S, S, 3), np.uint8)
     for i, c in enumerate(labels):
-        imgs[i], _ = r.render(int(c), domain, rng, pool)
+        imgs[i], _ = r.render(int(c), domain, rng, pool, diversity)
     return imgs, labels.astype(np.int64)
 
 
-def _corpus_chunk(args) -> tuple[np.ndarray, list[str], list[str]]:
-    seed, chunk, n, entries, weights = args
+def _corpus_chunk(args) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
+    """One chunk of the corpus: images, captions, sources (task/domain/true class) and the class
+    index each caption names (another class than the image's with the task's caption_noise)."""
+    seed, chunk, n, entries, weights, levels = args
     rng = _stream(seed, "corpus", chunk)
     picks = rng.choice(len(entries), size=n, p=weights)
     imgs = np.empty((n, S, S, 3), np.uint8)
-    caps, srcs = [], []
+    caps, srcs, named = [], [], np.empty(n, np.int64)
     for i, k in enumerate(picks):
         task, domain = entries[k]
         r = RENDERERS[task]
-        cls = int(rng.integers(len(r.classnames)))
-        imgs[i], info = r.render(cls, domain, rng, "train")
-        tmpl = str(rng.choice(r.captions[domain]))
+        ncls = len(r.classnames)
+        cls = int(rng.integers(ncls))
+        imgs[i], info = r.render(cls, domain, rng, "train", levels[task]["diversity"])
+        wrong = rng.random() < levels[task]["caption_noise"]
+        other = int(rng.integers(ncls - 1))
+        said = (other + (other >= cls)) if wrong else cls
+        tmpl = str(rng.choice(r.caption_templates(domain)))
         color = info.get("color") or str(rng.choice(list(COLORS)))
-        caps.append(tmpl.format(c=r.caption_phrase(cls, info, rng), color=color))
+        caps.append(tmpl.format(c=r.caption_phrase(said, info, rng), color=color))
         srcs.append(f"{task}/{domain}/{r.classnames[cls]}")
-    return imgs, caps, srcs
-
-
-def corpus_entries(coverage: dict) -> tuple[list[tuple[str, str]], np.ndarray]:
-    entries, w = [], []
-    for task, doms in coverage.items():
-        if task not in RENDERERS:
-            raise ConfigError(f"world.corpus.coverage names unknown task {task!r}; valid: {', '.join(RENDERERS)}")
-        for dom, weight in doms.items():
-            if dom not in RENDERERS[task].captions:
-                raise ConfigError(f"world.corpus.coverage: task {task!r} has no domain {dom!r}; "
-                                  f"valid: {', '.join(RENDERERS[task].captions)}")
-            if weight < 0:
-                raise ConfigError(f"world.corpus.coverage.{task}.{dom} must be >= 0, got {weight}")
-            if weight > 0:
-                entries.append((task, dom))
-                w.append(float(weight))
-    if not entries:
-        raise ConfigError("world.corpus.coverage gives every task weight 0: the corpus would be empty")
-    w = np.asarray(w)
-    return entries, w / w.sum()
+        named[i] = said
+    return imgs, caps, srcs, named
 
 
 def world_fingerprint(world_cfg: dict) -> str:
@@ -685,10 +1194,13 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
 
     Reused only when ``verify_world`` accepts every file; otherwise the manifest is removed FIRST
     (so an interrupted regeneration is never accepted), every file is rewritten and the manifest
-    is written last.
+    is written last.  A corpus in which some class of some task is never named is refused
+    (WorldDesignError) before the manifest is written.
     """
     from tqdm.auto import tqdm
     wcfg = profile_cfg["world"]
+    levels = check_design(wcfg)
+    entries, weights = corpus_entries(wcfg)
     out = paths.ensure(paths.world_dir(profile_cfg["name"]))
     fp = world_fingerprint(wcfg)
     manifest = out / MANIFEST
@@ -700,13 +1212,13 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     manifest.unlink(missing_ok=True)          # invalidate before any file is rewritten
     seed = int(wcfg["seed"])
     jobs = _split_jobs(wcfg)
-    entries, weights = corpus_entries(wcfg["corpus"]["coverage"])
     n_corpus = int(wcfg["corpus"]["n_pairs"])
     chunk = 2000
-    cjobs = [(seed, i, min(chunk, n_corpus - s), entries, weights) for i, s in enumerate(range(0, n_corpus, chunk))]
+    cjobs = [(seed, i, min(chunk, n_corpus - s), entries, weights, levels)
+             for i, s in enumerate(range(0, n_corpus, chunk))]
     records = {}
     for task, dom, split, n in tqdm(jobs, desc="world: task splits", disable=not progress):
-        imgs, labels = render_split(task, dom, split, n, seed)
+        imgs, labels = render_split(task, dom, split, n, seed, diversity=levels[task]["diversity"])
         name = f"{task}__{dom}__{split}.npz"
         records[name] = _atomic_savez(out / name, images=imgs, labels=labels)
     workers = workers or min(2, os.cpu_count() or 1)
@@ -722,13 +1234,18 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     imgs = np.concatenate([p[0] for p in parts])
     caps = np.array([c for p in parts for c in p[1]])
     srcs = np.array([c for p in parts for c in p[2]])
-    records["corpus.npz"] = _atomic_savez(out / "corpus.npz", images=imgs, captions=caps, sources=srcs)
+    named = np.concatenate([p[3] for p in parts])
+    check_class_words(caps.tolist(), wcfg["tasks"])
+    records["corpus.npz"] = _atomic_savez(out / "corpus.npz", images=imgs, captions=caps, sources=srcs,
+                                          caption_labels=named)
     write_json(manifest, {"format": MANIFEST_FORMAT, "fingerprint": fp, "world": wcfg,
                           "n_corpus": len(caps), "files": records})
     return out
 
 
 def load_corpus(profile_cfg: dict) -> dict:
+    """The corpus: images, captions, sources ("task/domain/true class") and caption_labels (the
+    class index each caption names; differs from the true class for the task's noisy captions)."""
     profile = profile_cfg["name"]
     out = paths.world_dir(profile)
     f = out / "corpus.npz"
@@ -736,7 +1253,8 @@ def load_corpus(profile_cfg: dict) -> dict:
         raise WorldNotReady(f"{f} is missing: generate the world first (make world PROFILE={profile})")
     m = read_manifest(out, profile_cfg["world"], profile)
     z = verify_file(f, m["files"]["corpus.npz"], profile)
-    return {"images": z["images"], "captions": z["captions"].tolist(), "sources": z["sources"].tolist()}
+    return {"images": z["images"], "captions": z["captions"].tolist(), "sources": z["sources"].tolist(),
+            "caption_labels": z["caption_labels"]}
 
 
 # ============================================================================ data source
@@ -745,9 +1263,7 @@ class EmbeddedSource(DatasetSource):
         self.cfg = profile_cfg
         self.wcfg = profile_cfg["world"]
         self.dir = paths.world_dir(profile_cfg["name"])
-        unknown = [t for t in self.wcfg["tasks"] if t not in RENDERERS]
-        if unknown:
-            raise ConfigError(f"unknown task(s) {unknown} in world.tasks; valid: {', '.join(RENDERERS)}")
+        check_design(self.wcfg)
 
     def tasks(self):
         return {t: RENDERERS[t].spec() for t in self.wcfg["tasks"]}
@@ -802,6 +1318,11 @@ if __name__ == "__main__":
         sys.exit(f"error: {exc}")
     if cfg.get("data", {}).get("source", "embedded") != "embedded":
         sys.exit(f"profile {cfg['name']} reads real data (data.source: {cfg['data']['source']}): it has no embedded world")
+    try:
+        check_design(cfg["world"])
+        corpus_entries(cfg["world"])
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
     try:
         verify_world(cfg, deep=True)
         print(f"world of {cfg['name']}: ok ({paths.world_dir(cfg['name'])})")

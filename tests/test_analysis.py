@@ -109,7 +109,19 @@ def results(n_tasks: int = 5, seeds=(0, 1, 2), acs_order=None, collapsed=(), iim
             two_shift: bool = False, ss_noise: float = 0.0, **kw) -> dict:
     zs = zero_shot(n_tasks, acs_order=acs_order, iimm=iimm, two_shift=two_shift, ss_noise=ss_noise)
     ev = evaluation(zs, seeds=seeds, **kw)
-    return {"zero_shot": zs, "finetune": finetune(ev, collapsed), "evaluation": ev}
+    ft = finetune(ev, collapsed)
+    return {"zero_shot": zs, "finetune": ft, "evaluation": ev, "lr_sweep": lr_sweep(ft)}
+
+
+def lr_sweep(ft: pd.DataFrame) -> pd.DataFrame:
+    """A 4-point sweep per (task, method) of the default runs, the selected point at lr 1e-2."""
+    rows = []
+    for (t, m), _ in ft[ft["variant"] == "default"].groupby(["task", "method"], sort=False):
+        for k, lr in enumerate([1e-3, 3e-3, 1e-2, 3e-2]):
+            rows.append({"task": t, "method": m, "lr": lr, "seed": 0, "best_val_acc": 0.5 + 0.05 * k - 0.1 * (k == 3),
+                         "best_epoch": 1, "nonfinite": k == 3 and m == "full", "selected": k == 2,
+                         "zero_shot_val_acc": 0.45})
+    return pd.DataFrame(rows)
 
 
 # ============================================================================= lib.stats
@@ -384,3 +396,23 @@ def test_readme_block_replaced_between_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         P.update_readme(t, "unit", readme)
+
+
+# ============================================================================= world check
+def test_world_check_flags_tasks_outside_the_zero_shot_target():
+    """Study v2's target: every task's ID zero-shot accuracy in [1.3 x chance, 0.90]; the summary row
+    has the range, the count in range and Spearman(ss, ACS) over every (task, domain) point."""
+    rows = []
+    accs = {"a": 0.95, "b": 0.12, "c": 0.50, "d": 0.89}       # a above 90%, b below 1.3 x 0.1
+    for i, (t, acc) in enumerate(accs.items()):
+        for k, (dom, kind) in enumerate([("id", "ID"), ("m", "OOD"), ("s", "OOD")]):
+            rows.append({"task": t, "domain": dom, "domain_kind": kind, "chance": 0.1,
+                         "acc": acc if kind == "ID" else acc / 2, "ss": 0.1 * i + 0.01 * k, "acs": 0.5 - 0.1 * i - 0.01 * k})
+    wc = T.world_check(pd.DataFrame(rows))
+    per = wc[wc["task"] != "all"].set_index("task")
+    assert per["in_range"].to_dict() == {"a": False, "b": False, "c": True, "d": True}
+    assert per.loc["b", "target_lo"] == pytest.approx(0.13)
+    allr = wc[wc["task"] == "all"].iloc[0]
+    assert allr["tasks_in_range"] == 2 and not allr["in_range"]
+    assert allr["id_acc_min"] == 0.12 and allr["id_acc_max"] == 0.95 and allr["n_points"] == 12
+    assert allr["ss_acs_rho"] == pytest.approx(-1.0)

@@ -166,7 +166,7 @@ def test_publish_copies_figures_and_notebooks_and_the_cli_prints_the_headline(tm
         df.to_csv(rd / f"{name}.csv", index=False)
     for nb in P.NOTEBOOKS:
         (paths.profile_dir("unit") / nb).write_text("{}")
-    unit = paths.ensure(paths.unit_notebook("unit", "t0", "full").parent)
+    unit = paths.ensure(paths.unit_notebook("unit", "t0").parent)
     (unit / "02_finetune.ipynb").write_text("{}")
     assert P.main(["unit"]) == 0
     out = capsys.readouterr().out
@@ -176,6 +176,6 @@ def test_publish_copies_figures_and_notebooks_and_the_cli_prints_the_headline(tm
     t = A.compute("unit")
     dest = P.publish("unit", t, dest=tmp_path / "paper_figures", readme=readme)
     nbs = sorted(p.name for p in (dest / "notebooks").iterdir())
-    assert nbs == sorted(list(P.NOTEBOOKS) + ["02_finetune_t0_full.ipynb"])
+    assert nbs == sorted(list(P.NOTEBOOKS) + ["02_finetune_t0.ipynb"])
     assert manifest.verify_manifest(dest) == [] and (dest / "headline.md").exists()
     assert "| Full |" in readme.read_text()

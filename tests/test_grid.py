@@ -11,16 +11,33 @@ from lib.pipeline import grid
 
 
 def test_mini_grid_is_the_full_study():
-    runs = grid.runs(config.load_profile("mini"))
+    cfg = config.load_profile("mini")
+    runs = grid.runs(cfg)
+    tasks = cfg["world"]["tasks"]
     main = [r for r in runs if r.variant == "default"]
     abl = [r for r in runs if r.variant != "default"]
-    assert len(main) == 5 * 5 * 3
+    assert len(tasks) >= 8 and len(main) == len(tasks) * 5 * 3
     assert {r.method for r in main} == {"full", "clip_adapter", "lora", "bitfit", "aclip"}
-    assert len(abl) == 9 * 5 and {r.method for r in abl} == {"aclip"} and {r.seed for r in abl} == {0}
+    spec = cfg["grid"]["ablations"]["aclip"]
+    assert len(spec["tasks"]) >= 3 and len(spec["seeds"]) >= 3, "A-CLIP ablations: >= 3 tasks x 3 seeds"
+    assert len(abl) == len(spec["variants"]) * len(spec["tasks"]) * len(spec["seeds"]) and {r.method for r in abl} == {"aclip"}
     assert len(set(runs)) == len(runs)
-    us = grid.units(runs)
-    assert len(us) == 25 and sum(len(v) for v in us.values()) == 120
-    assert len(us[("objects", "aclip")]) == 3 + 9 and len(us[("objects", "full")]) == 3
+    sweep = grid.sweep_runs(cfg)
+    assert len(sweep) == len(tasks) * 5 * 4 and {r.seed for r in sweep} == {0} and all(r.is_sweep for r in sweep)
+    us = grid.units(cfg)
+    assert list(us) and set(us) == set(tasks)
+    assert sum(len(v) for v in us.values()) == len(runs) + len(sweep)
+    sizes = [len(v) for v in us.values()]
+    assert sizes == sorted(sizes, reverse=True), "the largest units come first"
+    assert len(grid.evaluation_units(runs)) == len(tasks) * 5
+
+
+def test_sweep_points_have_their_own_folder_and_label(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path))
+    r = RunId("objects", "full", "default", 0, 3e-4)
+    assert r.dir("p") == tmp_path / "p" / "runs" / "objects" / "full" / "sweep" / "lr0.0003" / "seed0"
+    assert r.label == "objects/full@lr=0.0003/seed0" and r.is_sweep
+    assert r != RunId("objects", "full", "default", 0) and not RunId("objects", "full", "default", 0).is_sweep
 
 
 def test_unknown_method_or_variant_in_grid_is_named():
@@ -51,8 +68,9 @@ def test_run_identity_owns_its_path_and_marker(tmp_path, monkeypatch):
 
 def test_make_include_has_one_rule_per_unit():
     text = grid.make_include("smoke")
-    n = len(grid.units(grid.runs(config.load_profile("smoke"))))
-    assert text.count("$(call finetune_unit,") == n and text.count("$(call evaluate_unit,") == n
+    cfg = config.load_profile("smoke")
+    n, n_ev = len(grid.units(cfg)), len(grid.evaluation_units(grid.runs(cfg)))
+    assert text.count("$(call finetune_unit,") == n and text.count("$(call evaluate_unit,") == n_ev
     assert "params/methods/lora.yaml" in text
     assert "build/" not in text, "paths go through $(B), so CLIPMIS_BUILD moves Make's files too"
 
@@ -64,8 +82,9 @@ def test_grid_failure_is_reported_and_exits_nonzero(capsys):
 
 def test_commands_one_per_unit_runnable_from_the_root():
     cmds = grid.commands("paper", python="python3")
-    n = len(grid.units(grid.runs(config.load_profile("paper"))))
-    assert len(cmds) == 2 * n
+    cfg = config.load_profile("paper")
+    n, n_ev = len(grid.units(cfg, validate=False)), len(grid.evaluation_units(grid.runs(cfg, validate=False)))
+    assert len(cmds) == n + n_ev
     assert all("-p profile paper" in c for c in cmds[:n]) and all("lib.pipeline.evaluate paper" in c for c in cmds[n:])
 
 
@@ -75,10 +94,12 @@ def test_paper_profile_dry_run_shows_the_whole_dag():
                          cwd=paths.ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     cmds = [line for line in out.stdout.splitlines() if " -m papermill " in line]
-    n_units = len(grid.units(grid.runs(config.load_profile("paper"))))
-    assert n_units == 25
+    cfg = config.load_profile("paper")
+    n_units = len(grid.units(cfg, validate=False))
+    n_ev = len(grid.evaluation_units(grid.runs(cfg, validate=False)))
+    assert n_units == 5 and n_ev == 25
     assert len([c for c in cmds if "02_finetune" in c]) == n_units
-    assert len([line for line in out.stdout.splitlines() if "-m lib.pipeline.evaluate paper" in line]) == n_units
+    assert len([line for line in out.stdout.splitlines() if "-m lib.pipeline.evaluate paper" in line]) == n_ev
     for stage in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures"):
         assert any(f"notebooks/{stage}.ipynb" in c for c in cmds), stage
     assert all("-p profile paper" in c for c in cmds)

@@ -22,9 +22,9 @@ def test_launch_prefix_runs_every_unit_through_the_launcher(tmp_path):
     shutil.copytree(SMOKE, build / "smoke", symlinks=True)
     for f in (build / "smoke").rglob("*"):   # newer than every source: only the deleted unit is out of date
         os.utime(f)
-    unit = build / "smoke" / "runs" / "objects" / "full"
+    unit = build / "smoke" / "runs" / "objects"
     (unit / "02_finetune.ipynb").unlink()
-    (unit / "evaluation.csv").unlink()
+    (unit / "full" / "evaluation.csv").unlink()
     record = tmp_path / "srun.log"
     srun = tmp_path / "srun"
     srun.write_text(f'#!/usr/bin/env bash\n# stand-in srun: record the arguments, drop the options, run the rest\n'
@@ -41,9 +41,9 @@ def test_launch_prefix_runs_every_unit_through_the_launcher(tmp_path):
     calls = record.read_text().splitlines()
     assert len(calls) == 2, calls
     assert calls[0].startswith("--gres=gpu:1 -c 8 ") and "-m papermill notebooks/02_finetune.ipynb" in calls[0]
-    assert "-p task objects -p method full" in calls[0]
+    assert "-p task objects" in calls[0]
     assert calls[1].startswith("--gres=gpu:1 -c 8 ") and "-m lib.pipeline.evaluate smoke objects full" in calls[1]
-    assert (unit / "02_finetune.ipynb").exists() and (unit / "evaluation.csv").exists()
+    assert (unit / "02_finetune.ipynb").exists() and (unit / "full" / "evaluation.csv").exists()
 
 
 def test_parallel_units_take_different_gpus(tmp_path, monkeypatch):

@@ -54,7 +54,8 @@ def test_parameters_cell_only_identifies_the_work(nb):
 def test_finetune_notebook_default_is_a_smoke_unit():
     from lib.pipeline import grid
     p = parameters(paths.NOTEBOOKS / "02_finetune.ipynb")
-    assert (p["task"], p["method"]) in grid.units(grid.runs(config.load_profile("smoke")))
+    assert set(p) == {"profile", "task"} and p["profile"] == "smoke"
+    assert p["task"] in grid.units(config.load_profile("smoke"))
 
 
 @pytest.mark.parametrize("profile", config.available_profiles())
@@ -67,9 +68,24 @@ def test_stage_params_load_for_every_profile(profile, stage):
 def test_every_method_of_the_grid_has_a_valid_recipe(profile):
     from lib.pipeline import finetune, grid
     cfg = config.load_profile(profile)
-    for t, m in grid.units(grid.runs(cfg)):
-        hp = finetune.run_hp(profile, m)
-        assert hp["lr"] > 0 and hp["epochs"] > 0
+    for t, m in grid.evaluation_units(grid.runs(cfg)):
+        rates = finetune.lr_grid(profile, m)
+        assert rates == sorted(rates) and all(lr > 0 for lr in rates)
+        hp = finetune.run_hp(profile, rates[0])
+        assert hp["lr"] == rates[0] and hp["epochs"] > 0
+
+
+@pytest.mark.parametrize("profile", ["mini", "paper"])
+def test_study_grids_have_four_half_decade_rates(profile):
+    """Study v2: every method sweeps at least 4 rates, each about half a decade from the next."""
+    import math
+    from lib.methods import METHODS
+    from lib.pipeline import finetune
+    for m in METHODS:
+        rates = finetune.lr_grid(profile, m)
+        assert len(rates) >= 4, (profile, m, rates)
+        steps = [math.log10(b / a) for a, b in zip(rates, rates[1:])]
+        assert all(0.45 <= x <= 0.55 for x in steps), (profile, m, rates)
 
 
 def test_methods_share_epochs_and_batch_size():

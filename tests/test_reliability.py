@@ -113,7 +113,7 @@ def targets(build: Path) -> list[Path]:
 
 
 def markers(build: Path) -> list[Path]:
-    return sorted(build.glob("runs/*/*/*/seed*/row.json"))
+    return sorted([*build.glob("runs/*/*/*/seed*/row.json"), *build.glob("runs/*/*/sweep/*/seed*/row.json")])
 
 
 def notebook_problems(nb_path: Path) -> list[str]:
@@ -181,21 +181,23 @@ def test_determinism_and_resume(tmp_path_factory):
     bb = b / "build" / PROFILE
     t = time.monotonic()
     proc = start_make(b, base / "B.log")
-    unit = bb / "runs" / "objects" / "aclip"          # 3 runs in one notebook on smoke
-    try:
-        while not list(unit.glob("*/seed*/row.json")):
+    cfg = config.load_profile(PROFILE)
+    unit = bb / "runs" / "objects"                    # every method's sweep and runs in one notebook
+    n_unit = len(grid.units(cfg)["objects"])
+    try:       # kill after a few runs of the unit: inside a sweep, before its selection is used
+        while len(list(unit.glob("*/sweep/*/seed*/row.json"))) < 2:
             assert proc.poll() is None, f"make ended before the kill:\n{(base / 'B.log').read_text()[-4000:]}"
-            assert time.monotonic() - t < MAKE_TIMEOUT, "no A-CLIP run finished in time"
+            assert time.monotonic() - t < MAKE_TIMEOUT, "no fine-tuning run finished in time"
             time.sleep(0.05)
     finally:
         kill_tree(proc, b)
     timings["B until kill"] = time.monotonic() - t
 
-    all_runs = [bb / r.rel for r in grid.runs(config.load_profile(PROFILE))]
+    all_runs = [bb / r.rel for r in grid.sweep_runs(cfg) + grid.runs(cfg)]
     done = [m.parent for m in markers(bb)]
     in_unit = [d for d in done if d.is_relative_to(unit)]
-    assert 1 <= len(in_unit) < 3 and not (unit / "02_finetune.ipynb").exists(), \
-        "the kill did not land inside the A-CLIP notebook (between its first and last run)"
+    assert 1 <= len(in_unit) < n_unit and not (unit / "02_finetune.ipynb").exists(), \
+        "the kill did not land inside the objects notebook (between its first and last run)"
     assert len(done) < len(all_runs) and not (bb / "03_evaluate.ipynb").exists()
     kept = [d / n for d in done for n in ("trainable.safetensors", "meta.json", "row.json")]
     kept += [p for p in targets(bb) if p.exists()]          # finished notebooks (00_pretrain, some units)
@@ -244,7 +246,7 @@ def test_determinism_and_resume(tmp_path_factory):
         assert {e["path"] for e in doc["files"]} == {p.relative_to(fig).as_posix() for p in fig.rglob("*")
                                                       if p.is_file() and p.name != manifest.MANIFEST_NAME}
         assert doc["produced_by"]["notebook"] == "04_figures" and doc["produced_by"]["profile"] == PROFILE
-        assert set(doc["produced_by"]["inputs"]) == {"zero_shot.csv", "finetune.csv", "evaluation.csv"}
+        assert set(doc["produced_by"]["inputs"]) == {"zero_shot.csv", "finetune.csv", "evaluation.csv", "lr_sweep.csv"}
 
     timings["total"] = time.monotonic() - t_start
     print("reliability timings (s):", {k: round(v) for k, v in timings.items()}, "| A reused build/smoke:",

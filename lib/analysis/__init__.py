@@ -28,13 +28,16 @@ __all__ = ["load_results", "input_fingerprints", "compute", "save_tables", "writ
 
 # ----------------------------------------------------------------------------- inputs
 def load_results(profile_or_dir) -> dict:
-    """The three stage tables as DataFrames (keys zero_shot, finetune, evaluation), from a profile
-    name (``build/<profile>/results/``) or a results folder."""
+    """The three stage tables as DataFrames (keys zero_shot, finetune, evaluation; and lr_sweep when
+    the profile sweeps learning rates), from a profile name (``build/<profile>/results/``) or a
+    results folder."""
     s = str(profile_or_dir)
     rd = Path(s) if isinstance(profile_or_dir, Path) or "/" in s else paths.results_dir(s)
     producers = {"zero_shot": "01_zero_shot (make zero-shot)", "finetune": "02_finetune (make finetune)",
                  "evaluation": "03_evaluate (make evaluate)"}
     out = {}
+    if (rd / "lr_sweep.csv").exists():  # optional: written beside finetune.csv when a profile sweeps
+        out["lr_sweep"] = pd.read_csv(rd / "lr_sweep.csv")
     for name in RESULT_FILES:
         f = rd / f"{name}.csv"
         if not f.exists():
@@ -48,7 +51,7 @@ def input_fingerprints(profile: str) -> dict:
     """sha256 (16 hex) of each input table, for the provenance of derived files."""
     rd = paths.results_dir(profile)
     return {f"{n}.csv": hashlib.sha256((rd / f"{n}.csv").read_bytes()).hexdigest()[:16]
-            for n in RESULT_FILES if (rd / f"{n}.csv").exists()}
+            for n in (*RESULT_FILES, "lr_sweep") if (rd / f"{n}.csv").exists()}
 
 
 # ----------------------------------------------------------------------------- the one entry point
@@ -65,7 +68,7 @@ def compute(results) -> dict:
 PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "predictors": True,
                     "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
                     "alignment": True, "ablations": True, "zero_shot_summary": True, "collapse": True,
-                    "claims": False, "gain_points": False, "runs": False, "seed_aggregate": False}
+                    "lr_sweep": True, "world_check": False, "claims": False, "gain_points": False, "runs": False, "seed_aggregate": False}
 
 
 def save_tables(t: dict, out_dir) -> list[Path]:

@@ -292,6 +292,40 @@ def zero_shot_summary(zs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+# Study v2's zero-shot target for every task's ID accuracy: between 1.3x chance and 90%.
+ZS_TARGET = (1.3, 0.90)
+
+
+def world_check(zs: pd.DataFrame) -> pd.DataFrame:
+    """The world's zero-shot design check, one row per task (ID accuracy, chance, the target
+    [1.3 x chance, 90%], in range) and a last row ``task = 'all'``: the ID accuracies' range and
+    standard deviation, tasks in range, and the Spearman rho of zero-shot ss with ACS over every
+    (task, domain) point (tasks resampled as units; exact permutation p when few tasks)."""
+    zid = zs[zs["domain_kind"] == "ID"].drop_duplicates("task")
+    chance = (zid["chance"].astype(float) if "chance" in zid else 1.0 / zid["n_classes"].astype(float)
+              if "n_classes" in zid else pd.Series(np.nan, index=zid.index))
+    lo_mult, hi = ZS_TARGET
+    rows = pd.DataFrame({"task": zid["task"].to_numpy(), "id_acc": zid["acc"].astype(float).to_numpy(),
+                         "chance": chance.to_numpy(), "target_lo": lo_mult * chance.to_numpy(), "target_hi": hi})
+    rows["in_range"] = (rows["id_acc"] >= rows["target_lo"]) & (rows["id_acc"] <= rows["target_hi"])
+    summary = {"task": "all", "id_acc": np.nan, "chance": np.nan, "target_lo": np.nan, "target_hi": hi,
+               "in_range": bool(rows["in_range"].all()), "tasks_in_range": int(rows["in_range"].sum()),
+               "n_tasks": len(rows), "id_acc_min": rows["id_acc"].min(), "id_acc_max": rows["id_acc"].max(),
+               "id_acc_sd": rows["id_acc"].std(ddof=1) if len(rows) > 1 else np.nan}
+    if {"ss", "acs"} <= set(zs.columns):
+        tasks = list(zid["task"])
+        g = {t: zs[zs["task"] == t].sort_values(["domain_kind", "domain"]) for t in tasks}
+        width = max(len(v) for v in g.values())
+        X = np.full((len(tasks), width), np.nan)
+        Y = np.full((len(tasks), width), np.nan)
+        for i, t in enumerate(tasks):
+            X[i, :len(g[t])], Y[i, :len(g[t])] = g[t]["ss"].astype(float), g[t]["acs"].astype(float)
+        r = stats.correlation(X, Y)
+        summary.update(ss_acs_rho=r["rho"], ss_acs_lo=r["lo"], ss_acs_hi=r["hi"], ss_acs_p=r["p"],
+                       n_points=r["n_points"])
+    return pd.concat([rows, pd.DataFrame([summary])], ignore_index=True)
+
+
 # ----------------------------------------------------------------------------- predictors
 def gain_points(zs: pd.DataFrame, ev: pd.DataFrame, runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
     """One point per (method, trained task, domain of that task): the seed-averaged gain (ID rows for
@@ -477,6 +511,7 @@ def compute(res: dict) -> dict:
         for name, df in got.items():
             per[name].append(df.assign(subset=subset))
     out = {**res, "runs": runs, "seed_aggregate": seed_aggregate(ev), "zero_shot_summary": zero_shot_summary(zs),
+           "world_check": world_check(zs),
            "ablations": ablation_table(runs, ft)}
     for name, dfs in per.items():
         out[name] = pd.concat(dfs, ignore_index=True)

@@ -14,30 +14,37 @@ from ..io import read_json, write_csv
 
 
 def aggregate_finetune(profile: str):
-    """Rebuild results/finetune.csv (+ finetune_timing.csv) from the runs' markers."""
-    from .finetune import RESULT_COLUMNS, TIMING_COLUMNS, finished_row
-    from .grid import runs
+    """Rebuild results/finetune.csv (+ finetune_timing.csv) from the runs' markers, and
+    results/lr_sweep.csv (every sweep point, the selected rate) from the sweep points'."""
+    from .finetune import RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row, sweep_table
+    from .grid import evaluation_units, runs, sweep_runs
     cfg = config.load_profile(profile)
     rows, missing = [], []
-    for r in runs(cfg):
-        row = finished_row(profile, r)
-        if row is None:
+    for r in sweep_runs(cfg) + runs(cfg):
+        if finished_row(profile, r) is None:
             missing.append(r.label)
-        else:
-            rows.append(row)
     if missing:
         raise FileNotFoundError(f"{len(missing)} fine-tuning runs have no complete result (e.g. {missing[0]}); "
                                 f"run `make finetune PROFILE={profile}`")
+    for r in runs(cfg):
+        rows.append(finished_row(profile, r))
     df = pd.DataFrame(rows).sort_values(["task", "method", "variant", "seed"]).reset_index(drop=True)
+    df["nonfinite"] = df["nonfinite"].fillna(False).astype(bool) if "nonfinite" in df else False
     zs_val = zero_shot_val_accuracy(cfg, sorted(df["task"].unique()))
     df["zero_shot_val_acc"] = df["task"].map(zs_val)
-    # collapsed: the run's best validation accuracy is below the zero-shot model's on the same split
-    df["collapsed"] = df["best_val_acc"] < df["zero_shot_val_acc"]
+    # collapsed: the run ended below the zero-shot model on the same validation split, or diverged
+    df["collapsed"] = (df["best_val_acc"] < df["zero_shot_val_acc"]) | df["nonfinite"]
     res = paths.results_dir(profile)
     prov = provenance.collect(cfg, stage="aggregate_finetune", runs=len(df),
-                              collapsed_rule="best_val_acc < zero_shot_val_acc (same ID validation split)")
+                              collapsed_rule="best_val_acc < zero_shot_val_acc (same ID validation split) "
+                                             "or the loss / weights became non-finite",
+                              lr_selection=SELECTION_RULE)
     write_csv(df[RESULT_COLUMNS + ["zero_shot_val_acc", "collapsed"] + TIMING_COLUMNS], res / "finetune.csv", prov)
     write_csv(df[["task", "method", "variant", "seed"] + TIMING_COLUMNS], res / "finetune_timing.csv")
+    shared = {t: _Shared(cfg, t) for t in dict.fromkeys(df["task"])}
+    sw = sweep_table(profile, [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(runs(cfg))])
+    sw["zero_shot_val_acc"] = sw["task"].map(zs_val)
+    write_csv(sw, res / "lr_sweep.csv", provenance.collect(cfg, stage="aggregate_finetune", rule=SELECTION_RULE))
     return res / "finetune.csv"
 
 
@@ -63,11 +70,11 @@ def zero_shot_val_accuracy(cfg: dict, tasks: list[str]) -> dict:
 def aggregate_evaluation(profile: str) -> pd.DataFrame:
     """Rebuild results/evaluation.csv from the units' evaluation.csv files, in grid order."""
     from ..evaluate import EVAL_COLUMNS
-    from .grid import runs, units
+    from .grid import evaluation_units, runs
     cfg = config.load_profile(profile)
     rs = runs(cfg)
     by_run = {}
-    for t, m in units(rs):
+    for t, m in evaluation_units(rs):
         f = paths.unit_eval_csv(profile, t, m)
         if not f.exists():
             raise FileNotFoundError(f"{f} is missing: evaluate that unit first (make evaluate PROFILE={profile})")

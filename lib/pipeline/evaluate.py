@@ -78,7 +78,7 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     from ..evaluate import EVAL_COLUMNS
     from .common import base_model
     from .finetune import finished_row
-    from .grid import unit_runs
+    from .grid import evaluation_units, runs
     started = time.time()
     profile = cfg["name"]
     p = config.stage_params(STAGE, profile)
@@ -88,7 +88,10 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     source.task(task)
     source.check()
     zs = zero_shot_rows(profile)
-    rs = unit_runs(cfg, task, method)
+    rs = evaluation_units(runs(cfg)).get((task, method))
+    if not rs:
+        valid = ", ".join(f"{t}/{m}" for t, m in evaluation_units(runs(cfg)))
+        raise ConfigError(f"({task}, {method}) is not an evaluation unit of profile {profile!r}; valid: {valid}")
     missing = [r.label for r in rs if finished_row(profile, r) is None]
     if missing:
         raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. {missing[0]}): "

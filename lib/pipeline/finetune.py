@@ -1,5 +1,6 @@
-"""Stage 02: fine-tune every run of one (task, method) unit in one kernel
-(``notebooks/02_finetune.ipynb``).
+"""Stage 02: fine-tune every run of one task's unit in one kernel (``notebooks/02_finetune.ipynb``):
+for each method, its learning-rate sweep (seed 0 at every rate of ``lr_grid``), the rate chosen on
+ID validation accuracy (:func:`choose_lr`), then the study's seeds and variants at that rate.
 
 A run is reused when its marker (``row.json``) parses, records the same request (task, method,
 variant, options, hyperparameters, seed, base model, code) and its state file has the recorded
@@ -27,9 +28,13 @@ from .common import base_fingerprint, base_model, seed_everything
 
 STAGE = "02_finetune"
 RESULT_COLUMNS = ["task", "method", "variant", "seed", "trainable_params", "best_val_acc", "best_epoch",
-                  "epochs", "lr", "options"]
+                  "epochs", "lr", "nonfinite", "options"]
 TIMING_COLUMNS = ["train_seconds", "peak_memory_mb"]
 CODE = ("methods", "train", "models", "data")
+# The published selection rule (lr_sweep.csv, README); choose_lr implements it.
+SELECTION_RULE = ("seed-0 run at every rate of the method's lr_grid; the rate with the highest best "
+                  "ID-validation accuracy wins, ties go to the smaller rate; runs whose loss or weights "
+                  "became non-finite are not eligible (if every rate diverged: the smallest rate)")
 
 
 def run_options(profile: str, method: str, variant: str) -> dict:
@@ -47,15 +52,33 @@ def recipe(profile: str) -> dict:
     return {k: v for k, v in config.stage_params(STAGE, profile).items() if k != "threads"}
 
 
-def run_hp(profile: str, method: str) -> dict:
-    """A run's hyperparameters: the stage's recipe and the method's learning rate."""
+def lr_grid(profile: str, method: str) -> list[float]:
+    """The method's learning-rate grid (``lr_grid`` in ``params/methods/<method>.yaml``), ascending.
+    One rate: no sweep, every run uses it."""
+    return sorted(float(x) for x in config.method_params(method, profile)["lr_grid"])
+
+
+def run_hp(profile: str, lr: float) -> dict:
+    """A run's hyperparameters: the stage's recipe and a learning rate."""
     from ..train import resolve_hp
-    return resolve_hp({**recipe(profile), "lr": config.method_params(method, profile).get("lr")})
+    return resolve_hp({**recipe(profile), "lr": lr})
+
+
+def choose_lr(points: list[dict]) -> float:
+    """The selected rate of a sweep (see :data:`SELECTION_RULE`); ``points`` are the sweep runs'
+    rows (``lr``, ``best_val_acc``, ``nonfinite``). Validation data only: nothing else is read."""
+    if not points:
+        raise ValueError("choose_lr needs at least one sweep point")
+    ok = [p for p in points if not p.get("nonfinite")]
+    if not ok:
+        return min(float(p["lr"]) for p in points)
+    return min(ok, key=lambda p: (-float(p["best_val_acc"]), float(p["lr"])))["lr"]
 
 
 def request(run: RunId, hp: dict, opts: dict, base: str | dict, code: str) -> dict:
     """What identifies a run's result: the run, its recipe and options, the base model's
-    fingerprint and the fingerprint of the code that trains it."""
+    fingerprint and the fingerprint of the code that trains it. A sweep point and the study's run
+    of the same seed at the same rate make the same request (the second reuses the first)."""
     return {"task": run.task, "method": run.method, "variant": run.variant, "seed": run.seed, "hp": hp,
             "options": opts, "base_model": base, "code": code}
 
@@ -73,39 +96,16 @@ def finished_row(profile: str, run: RunId, want: str | None = None) -> dict | No
     return row
 
 
-class Unit:
-    """Everything one (task, method) unit loads once: profile, data, base model.
+class _Shared:
+    """What every method of one task's unit loads once: data splits, base model, fingerprints."""
 
-    By default the runs are the grid's runs of (task, method) and the recipe and options come from
-    ``params/``; ``runs``, ``hp``, ``options`` and ``variants`` override them (for your own script,
-    or a test). Every value is checked before any data or model is loaded."""
-
-    def __init__(self, cfg: dict, task: str, method: str, runs: list[RunId] | None = None,
-                 hp: dict | None = None, options: dict | None = None, variants: dict | None = None):
+    def __init__(self, cfg: dict, task: str):
         from ..data import source_for
-        from ..methods import METHODS, resolve_options, variant_options
-        from ..train import resolve_hp
-        from .grid import unit_runs
-        self.cfg, self.task, self.method = cfg, task, method
-        self.profile = cfg["name"]
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-        self.hp = resolve_hp(hp) if hp is not None else run_hp(self.profile, method)
-        self.runs = list(runs) if runs is not None else unit_runs(cfg, task, method)
-        for r in self.runs:
-            config.check_type("seed", r.seed, int, nonneg=True)
-        mp = config.method_params(method, self.profile) if options is None or variants is None else {}
-        options = mp.get("options") if options is None else options
-        variants = mp.get("variants") if variants is None else variants
-        self.options = {r.variant: variant_options(method, r.variant, options, variants) for r in self.runs}
-        for opts in self.options.values():
-            resolve_options(method, opts)  # unknown / invalid options fail before any work
+        self.cfg, self.task = cfg, task
         self.source = source_for(cfg)
         self.spec = self.source.task(task)
         self.source.check()
-        self._bundle = None
-        self._splits = None
-        self._identity = None
+        self._bundle = self._splits = self._identity = None
 
     def bundle(self):
         if self._bundle is None:
@@ -118,39 +118,117 @@ class Unit:
                             self.source.load(self.task, self.spec.id_domain, "val"))
         return self._splits
 
-    def request(self, r: RunId) -> dict:
-        """The run's request; the base model's and the code's fingerprints are read once per unit
-        (first use, so a missing checkpoint is reported only when a run needs it)."""
+    def identity(self) -> tuple:
+        """The base model's and the code's fingerprints (read on first use, so a missing
+        checkpoint is reported only when a run needs it)."""
         if self._identity is None:
             self._identity = (base_fingerprint(self.cfg), config.code_fingerprint(*CODE))
-        return request(r, self.hp, self.options[r.variant], *self._identity)
+        return self._identity
+
+
+class Unit:
+    """The runs of one (task, method): its learning-rate sweep (seed 0 at every rate of the grid),
+    the selection (:func:`choose_lr`), then the study's runs (seeds, variants) at the selected rate.
+
+    By default the runs, the grid, the recipe and the options come from the profile and ``params/``;
+    ``runs``, ``hp`` (with ``lr``: that one rate, no sweep), ``options`` and ``variants`` override
+    them (for your own script, or a test). Every value is checked before any data or model is
+    loaded."""
+
+    def __init__(self, cfg: dict, task: str, method: str, runs: list[RunId] | None = None,
+                 hp: dict | None = None, options: dict | None = None, variants: dict | None = None,
+                 shared: _Shared | None = None):
+        from ..methods import METHODS, resolve_options, variant_options
+        from ..train import resolve_hp
+        from .grid import sweep_seed, unit_runs
+        self.cfg, self.task, self.method = cfg, task, method
+        self.profile = cfg["name"]
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+        if hp is not None:
+            self.recipe = {k: v for k, v in hp.items() if k != "lr"}
+            self.grid = [hp["lr"]] if hp.get("lr") is not None else lr_grid(self.profile, method)
+        else:
+            self.recipe, self.grid = recipe(self.profile), lr_grid(self.profile, method)
+        self.grid = [resolve_hp({**self.recipe, "lr": lr})["lr"] for lr in self.grid]
+        self.runs = list(runs) if runs is not None else [r for r in unit_runs(cfg, task) if r.method == method]
+        for r in self.runs:
+            config.check_type("seed", r.seed, int, nonneg=True)
+        seed0 = sweep_seed(cfg) if runs is None else min((r.seed for r in self.runs), default=0)
+        self.sweep = [RunId(task, method, "default", seed0, lr) for lr in self.grid] if len(self.grid) > 1 else []
+        mp = config.method_params(method, self.profile) if options is None or variants is None else {}
+        options = mp.get("options") if options is None else options
+        variants = mp.get("variants") if variants is None else variants
+        self.options = {r.variant: variant_options(method, r.variant, options, variants)
+                        for r in self.sweep + self.runs}
+        for opts in self.options.values():
+            resolve_options(method, opts)  # unknown / invalid options fail before any work
+        self.shared = shared or _Shared(cfg, task)
+        self.source, self.spec = self.shared.source, self.shared.spec
+
+    # ------------------------------------------------------------------ identity and selection
+    def hp(self, lr: float) -> dict:
+        from ..train import resolve_hp
+        return resolve_hp({**self.recipe, "lr": lr})
+
+    def request(self, r: RunId, lr: float) -> dict:
+        return request(r, self.hp(lr), self.options[r.variant], *self.shared.identity())
+
+    def _want(self, r: RunId, lr: float) -> str:
+        return config.fingerprint(self.request(r, lr))
+
+    def sweep_rows(self) -> list[dict | None]:
+        """Each sweep point's result row (None while it is not done)."""
+        return [finished_row(self.profile, r, self._want(r, r.lr)) for r in self.sweep]
+
+    def selected_lr(self) -> float | None:
+        """The selected rate; None while the sweep is incomplete."""
+        if not self.sweep:
+            return self.grid[0]
+        rows = self.sweep_rows()
+        return None if any(x is None for x in rows) else float(choose_lr(rows))
 
     def plan(self) -> pd.DataFrame:
-        """Each run of the unit and whether it is already complete."""
-        rows = []
-        for r in self.runs:
-            want = config.fingerprint(self.request(r))
-            rows.append({"run": r.label, "variant": r.variant, "seed": r.seed, "lr": self.hp["lr"],
-                         "done": finished_row(self.profile, r, want) is not None})
+        """Each run of the unit, its rate (blank until the sweep selects it) and whether it is done."""
+        lr_sel, rows = self.selected_lr(), []
+        for r in self.sweep + self.runs:
+            lr = r.lr if r.is_sweep else lr_sel
+            done = lr is not None and finished_row(self.profile, r, self._want(r, lr)) is not None
+            rows.append({"run": r.label, "method": r.method, "variant": r.variant, "seed": r.seed,
+                         "sweep": r.is_sweep, "lr": lr, "done": done})
         return pd.DataFrame(rows)
 
+    # ------------------------------------------------------------------ training
     def run(self, r: RunId, progress: bool = True) -> dict:
-        """Fine-tune one run of the unit (or reuse it); returns its result row."""
+        """Fine-tune one run of the unit (or reuse it); returns its result row. A study run needs
+        the sweep done; the sweep's point at the selected rate is reused as its seed's run."""
         from .. import train
-        opts = self.options[r.variant]
-        req = self.request(r)
+        lr = r.lr if r.is_sweep else self.selected_lr()
+        if lr is None:
+            raise RuntimeError(f"{r.label}: the learning-rate sweep of {self.task}/{self.method} is not "
+                               f"complete; run the unit (Unit.run_all) so the sweep comes first")
+        opts, req = self.options[r.variant], self.request(r, lr)
         want = config.fingerprint(req)
         row = finished_row(self.profile, r, want)
         if row is not None:
             return {**row, "reused": True}
+        twin = next((s for s in self.sweep if not r.is_sweep and s.lr == lr and s.seed == r.seed
+                     and r.variant == "default"), None)
+        if twin is not None and finished_row(self.profile, twin, want) is not None:
+            row = {**finished_row(self.profile, twin, want)}
+            src = twin.dir(self.profile)
+            _commit(r.dir(self.profile), lambda staged: [shutil.copy2(src / n, staged / n)
+                                                         for n in (RunId.STATE, RunId.META)], row)
+            return {**row, "reused": True}
         seed_everything(r.seed)  # as a fresh process would be
-        train_split, val_split = self.splits()
-        res = train.finetune(self.bundle(), self.method, opts, train_split, val_split, self.hp, r.seed,
+        train_split, val_split = self.shared.splits()
+        hp = self.hp(lr)
+        res = train.finetune(self.shared.bundle(), self.method, opts, train_split, val_split, hp, r.seed,
                              progress=progress)
         row = {"task": r.task, "method": r.method, "variant": r.variant, "seed": r.seed,
                "trainable_params": int(res.trainable_params), "best_val_acc": float(res.best_val_acc),
-               "best_epoch": int(res.best_epoch), "epochs": self.hp["epochs"], "lr": self.hp["lr"],
-               "options": json.dumps(opts, sort_keys=True),
+               "best_epoch": int(res.best_epoch), "epochs": hp["epochs"], "lr": hp["lr"],
+               "nonfinite": res.nonfinite is not None, "options": json.dumps(opts, sort_keys=True),
                "train_seconds": float(res.train_seconds), "peak_memory_mb": float(res.peak_memory_mb),
                "request_fingerprint": want}
         meta = {"request": req, "request_fingerprint": want, "history": res.history, "method": r.method,
@@ -162,14 +240,70 @@ class Unit:
         return {**row, "reused": False}
 
     def run_all(self, progress: bool = True) -> pd.DataFrame:
+        """The sweep, the selection, then the study's runs; one log line per run."""
         rows, t0 = [], time.perf_counter()
-        for i, r in enumerate(self.runs, 1):
+        todo = self.sweep + self.runs
+        for i, r in enumerate(todo, 1):
             row = self.run(r, progress=progress)
-            rows.append(row)
+            rows.append({**row, "sweep": r.is_sweep})
             state = "reused" if row["reused"] else f"trained in {row['train_seconds']:.1f} s"
-            log(f"[{i}/{len(self.runs)}] {r.label}: best val acc {row['best_val_acc']:.3f} ({state}); "
+            bad = " DIVERGED" if row.get("nonfinite") else ""
+            log(f"[{i}/{len(todo)}] {r.label}: best val acc {row['best_val_acc']:.3f}{bad} ({state}); "
                 f"unit {time.perf_counter() - t0:.0f} s")
+            if self.sweep and r is self.sweep[-1]:
+                log(f"{self.task}/{self.method}: selected lr {self.selected_lr():g} of "
+                    f"{', '.join(f'{g:g}' for g in self.grid)} (ID validation, seed {r.seed})")
         return pd.DataFrame(rows)
+
+
+class TaskUnit:
+    """One task's unit of work: every method of the grid on that task (each :class:`Unit`: sweep,
+    selection, seeds, variants) in one kernel, sharing the data and the base model."""
+
+    def __init__(self, cfg: dict, task: str, methods: list[str] | None = None):
+        from .grid import unit_runs
+        rs = unit_runs(cfg, task)
+        order = list(dict.fromkeys(r.method for r in rs))
+        methods = order if methods is None else list(methods)
+        unknown = [m for m in methods if m not in order]
+        if unknown:
+            raise ConfigError(f"method(s) {unknown} have no runs on task {task!r} in profile "
+                              f"{cfg['name']!r}; valid: {', '.join(order)}")
+        shared = _Shared(cfg, task)
+        self.cfg, self.task = cfg, task
+        self.units = [Unit(cfg, task, m, shared=shared) for m in methods]
+
+    @property
+    def runs(self) -> list[RunId]:
+        return [r for u in self.units for r in u.sweep + u.runs]
+
+    def plan(self) -> pd.DataFrame:
+        return pd.concat([u.plan() for u in self.units], ignore_index=True)
+
+    def run_all(self, progress: bool = True) -> pd.DataFrame:
+        return pd.concat([u.run_all(progress=progress) for u in self.units], ignore_index=True)
+
+    def sweep(self) -> pd.DataFrame:
+        """Every sweep point of the unit with its validation accuracy and the selected rate."""
+        return sweep_table(self.cfg["name"], self.units)
+
+
+def sweep_table(profile: str, units: list[Unit]) -> pd.DataFrame:
+    """One row per sweep point (task, method, lr, seed, best_val_acc, best_epoch, nonfinite,
+    selected); a (task, method) without a sweep (one rate) gets one row, selected."""
+    rows = []
+    for u in units:
+        sel = u.selected_lr()
+        if not u.sweep:
+            rows.append({"task": u.task, "method": u.method, "lr": sel, "seed": None, "best_val_acc": None,
+                         "best_epoch": None, "nonfinite": None, "selected": True})
+        for r, row in zip(u.sweep, u.sweep_rows()):
+            rows.append({"task": u.task, "method": u.method, "lr": r.lr, "seed": r.seed,
+                         "best_val_acc": None if row is None else row["best_val_acc"],
+                         "best_epoch": None if row is None else row["best_epoch"],
+                         "nonfinite": None if row is None else bool(row.get("nonfinite")),
+                         "selected": sel is not None and r.lr == sel})
+    return pd.DataFrame(rows)
 
 
 def _commit(rdir: Path, write_files, row: dict) -> None:

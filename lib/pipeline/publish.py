@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .. import analysis, manifest, paths, plots
+from .. import analysis, config, manifest, paths, plots
 from ..analysis import report
 
 README = paths.ROOT / "README.md"
@@ -75,21 +75,29 @@ def _swap(tmp: Path, dest: Path) -> None:
 
 
 def executed_notebooks(profile: str) -> list[Path]:
-    """The executed notebooks to publish: 00, 01, 03, 04 and one 02 unit (A-CLIP on the first task if it
-    ran: seeds and ablations in one notebook; else the first unit), those that exist."""
+    """The executed notebooks to publish: 00, 01, 03, 04 and one 02 unit (the first task with A-CLIP
+    ablations: every method's sweep, seeds and the ablations in one notebook; else the first task),
+    those that exist."""
     b = paths.profile_dir(profile)
     out = [b / n for n in NOTEBOOKS if (b / n).exists()]
-    units = sorted(paths.runs_dir(profile).glob("*/*/02_finetune.ipynb"))
-    pick = [u for u in units if u.parent.name == "aclip"] or units
+    try:
+        grid_cfg = config.load_profile(profile).get("grid", {})
+    except config.ConfigError:  # results copied in without their profile: no preference
+        grid_cfg = {}
+    abl = [t for spec in (grid_cfg.get("ablations") or {}).values() for t in (spec.get("tasks") or [])]
+    units = sorted(paths.runs_dir(profile).glob("*/02_finetune.ipynb"))
+    pick = [u for t in abl for u in units if u.parent.name == t] or units
     if pick:
         out.insert(2, pick[0])
     return out
 
 
 def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "paper_figures/tradeoff.png") -> Path:
-    """Rewrite the README's results block from the tables (headline, trade-off figure, verdicts)."""
+    """Rewrite the README's results block from the tables (world check, headline, trade-off figure,
+    selected learning rates, verdicts)."""
     text = Path(readme).read_text()
-    Path(readme).write_text(report.replace_block(text, report.readme_block(t["headline"], t["claims"], profile, figure)))
+    block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"))
+    Path(readme).write_text(report.replace_block(text, block))
     return Path(readme)
 
 
@@ -107,13 +115,14 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
         nb_dir = paths.ensure(tmp / "notebooks")
         for nb in nbs:
             name = nb.name if nb.parent == paths.profile_dir(profile) else \
-                f"02_finetune_{nb.parent.parent.name}_{nb.parent.name}.ipynb"
+                f"02_finetune_{nb.parent.name}.ipynb"
             shutil.copy2(nb, nb_dir / name)
     manifest.write_manifest(tmp, {**produced_by, "notebooks": [n.name for n in nbs]})
     _swap(tmp, dest)
     if readme is not None:  # from the published tables, so the README shows exactly their numbers
         import pandas as pd
-        update_readme({"headline": pd.read_csv(dest / "headline.csv"), "claims": pd.read_csv(dest / "claims.csv")},
+        update_readme({name: pd.read_csv(dest / f"{name}.csv")
+                       for name in ("headline", "claims", "world_check", "lr_sweep") if (dest / f"{name}.csv").exists()},
                       profile, readme)
     return dest
 
