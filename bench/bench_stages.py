@@ -84,12 +84,14 @@ def main() -> int:
     if tf.exists():
         with open(tf) as f:
             for r in csv.DictReader(f):
+                if r.get("copy_of"):        # a study run reused from its sweep point: trained once
+                    continue
                 train += float(r["train_seconds"])
                 n_runs += 1
     busy = sum(u["duration"] or 0 for u in units)
     overhead = 1 - train / busy if busy else None
     add("02_finetune", min((u["start"] for u in units), default=None), max((u["end"] for u in units), default=None),
-        busy, f"{len(units)} units, {n_runs} runs; in-loop training {hms(train)}; "
+        busy, f"{len(units)} units, {n_runs} runs trained (sweep points included); in-loop training {hms(train)}; "
               f"**overhead {overhead:.1%}** (target <= 10%)" if overhead is not None else "")
 
     ev = []

@@ -260,7 +260,8 @@ STAGE_SCHEMAS: dict[str, F] = {
     "02_finetune": F(kind=dict, keys={
         "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
-        "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS}),
+        "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
+        "lr_extend": _int(min=0)}),
     "03_evaluate": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }

@@ -135,3 +135,52 @@ def test_clipmis_build_moves_makes_files_too(tmp_path):
     nbs = [line for line in out.stdout.splitlines() if " -m papermill " in line]
     assert nbs and all(str(tmp_path / "elsewhere" / "smoke") in line for line in nbs)
     assert (tmp_path / "elsewhere" / "smoke" / "grid.mk").exists()
+
+
+# ----------------------------------------------------------------------------- the learning-rate sweep
+class _NoData:
+    """Stands in for a unit's shared data and model: the sweep logic needs only the fingerprints."""
+    source = spec = None
+
+    def identity(self):
+        return ("base", "code")
+
+
+@pytest.mark.parametrize("acc,points,selected", [
+    # the top of the grid is best: extended twice (lr_extend: 2), the last addition wins
+    ({0.1: .5, 0.3: .6, 1.0: .7, 3.0: .8, 10.0: .85, 30.0: .9}, [0.1, 0.3, 1.0, 3.0, 10.0, 30.0], 30.0),
+    # the first added rate is worse: the sweep stops there and keeps the grid's top
+    ({0.1: .5, 0.3: .6, 1.0: .7, 3.0: .8, 10.0: .4}, [0.1, 0.3, 1.0, 3.0, 10.0], 3.0),
+    # the bottom is strictly best: extended downwards
+    ({0.01: .85, 0.03: .9, 0.1: .8, 0.3: .6, 1.0: .5, 3.0: .4}, [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], 0.03),
+    # flat: ties go to the smaller rate, and a tie is no reason to extend
+    ({0.1: .5, 0.3: .5, 1.0: .5, 3.0: .5}, [0.1, 0.3, 1.0, 3.0], 0.1),
+    # an interior best: no extension
+    ({0.1: .5, 0.3: .9, 1.0: .7, 3.0: .6}, [0.1, 0.3, 1.0, 3.0], 0.3),
+])
+def test_sweep_extends_beyond_an_end_only_while_that_end_is_strictly_best(monkeypatch, acc, points, selected):
+    from lib.pipeline import finetune as ft
+    cfg = config.load_profile("smoke")
+    u = ft.Unit(cfg, "objects", "lora", shared=_NoData())
+    assert u.grid == [0.1, 0.3, 1.0, 3.0] and u.extend == 2
+    monkeypatch.setattr(ft, "finished_row", lambda p, r, want=None: (
+        {"lr": r.lr, "best_val_acc": acc[r.lr], "best_epoch": 1, "nonfinite": False} if r.lr in acc else None))
+    pts, rows, sel = u.sweep_state()
+    assert [r.lr for r in pts] == points and sel == selected
+    table = ft.sweep_table("smoke", [u])
+    assert table["selected"].sum() == 1 and table.loc[table["selected"], "lr"].item() == selected
+    assert set(table.loc[~table["in_grid"], "lr"]) == set(points) - set(u.grid)
+
+
+def test_sweep_waits_for_its_points_and_diverged_points_are_not_eligible(monkeypatch):
+    from lib.pipeline import finetune as ft
+    u = ft.Unit(config.load_profile("smoke"), "objects", "full", shared=_NoData())
+    monkeypatch.setattr(ft, "finished_row", lambda p, r, want=None: None if r.lr == 1e-3 else
+                        {"lr": r.lr, "best_val_acc": 0.5, "best_epoch": 1, "nonfinite": False})
+    assert u.selected_lr() is None                  # a point is missing: no selection yet
+    rows = {1e-4: (.5, False), 3e-4: (.6, False), 1e-3: (.7, False), 3e-3: (.9, True)}
+    monkeypatch.setattr(ft, "finished_row", lambda p, r, want=None: (
+        {"lr": r.lr, "best_val_acc": rows[r.lr][0], "best_epoch": 1, "nonfinite": rows[r.lr][1]} if r.lr in rows else None))
+    assert u.selected_lr() == 1e-3 and [r.lr for r in u.sweep] == [1e-4, 3e-4, 1e-3, 3e-3]
+    assert ft.choose_lr([{"lr": 0.1, "best_val_acc": 0.2, "nonfinite": True},
+                         {"lr": 0.01, "best_val_acc": 0.1, "nonfinite": True}]) == 0.01

@@ -40,9 +40,22 @@ def aggregate_finetune(profile: str):
                                              "or the loss / weights became non-finite",
                               lr_selection=SELECTION_RULE)
     write_csv(df[RESULT_COLUMNS + ["zero_shot_val_acc", "collapsed"] + TIMING_COLUMNS], res / "finetune.csv", prov)
-    write_csv(df[["task", "method", "variant", "seed"] + TIMING_COLUMNS], res / "finetune_timing.csv")
     shared = {t: _Shared(cfg, t) for t in dict.fromkeys(df["task"])}
-    sw = sweep_table(profile, [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(runs(cfg))])
+    units = [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(runs(cfg))]
+    # every run's training time, sweep points included; a study run reused from its sweep point
+    # names it in copy_of (it was trained once)
+    pts = [r for u in units for r in u.sweep]
+    sweep_rows = [finished_row(profile, r) for r in pts]
+    if any(x is None for x in sweep_rows):
+        raise FileNotFoundError(f"sweep point {pts[sweep_rows.index(None)].label} has no complete result: "
+                                f"run `make finetune PROFILE={profile}`")
+    sweep_df = pd.DataFrame([{**x, "lr": r.lr, "label": r.label} for x, r in zip(sweep_rows, pts)])
+    by_request = dict(zip(sweep_df["request_fingerprint"], sweep_df["label"])) if len(sweep_df) else {}
+    study = df.assign(sweep=False, copy_of=[by_request.get(f, "") for f in df.get("request_fingerprint", [""] * len(df))])
+    timing = pd.concat([sweep_df.assign(sweep=True, copy_of=""), study], ignore_index=True)
+    write_csv(timing[["task", "method", "variant", "seed", "lr", "sweep", "copy_of"] + TIMING_COLUMNS],
+              res / "finetune_timing.csv")
+    sw = sweep_table(profile, units)
     sw["zero_shot_val_acc"] = sw["task"].map(zs_val)
     write_csv(sw, res / "lr_sweep.csv", provenance.collect(cfg, stage="aggregate_finetune", rule=SELECTION_RULE))
     return res / "finetune.csv"

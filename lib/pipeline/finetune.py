@@ -32,9 +32,23 @@ RESULT_COLUMNS = ["task", "method", "variant", "seed", "trainable_params", "best
 TIMING_COLUMNS = ["train_seconds", "peak_memory_mb"]
 CODE = ("methods", "train", "models", "data")
 # The published selection rule (lr_sweep.csv, README); choose_lr implements it.
-SELECTION_RULE = ("seed-0 run at every rate of the method's lr_grid; the rate with the highest best "
-                  "ID-validation accuracy wins, ties go to the smaller rate; runs whose loss or weights "
-                  "became non-finite are not eligible (if every rate diverged: the smallest rate)")
+SELECTION_RULE = ("seed-0 run at every rate of the method's lr_grid; while the best rate is an end of the "
+                  "rates tried and strictly better than its neighbour, the next half-decade rate beyond it is "
+                  "added (at most lr_extend times); the rate with the highest best ID-validation accuracy wins, "
+                  "ties go to the smaller rate; runs whose loss or weights became non-finite are not eligible "
+                  "(if every rate diverged: the smallest rate)")
+NOT_SWEEP = ("threads", "lr_extend")  # stage params that say how to run / search, not how to train
+
+
+def half_decade(lr: float, up: bool) -> float:
+    """The next rate of the 1, 3, 10, 30, ... ladder above (or below) ``lr``."""
+    import math
+    m = lr / 10 ** math.floor(math.log10(lr) + 1e-12)
+    if up:
+        x = lr * (3.0 if m < 2 else 10.0 / 3.0)
+    else:
+        x = lr / (3.0 if m > 2 else 10.0 / 3.0)
+    return float(f"{x:.12g}")
 
 
 def run_options(profile: str, method: str, variant: str) -> dict:
@@ -49,7 +63,12 @@ def run_options(profile: str, method: str, variant: str) -> dict:
 def recipe(profile: str) -> dict:
     """The stage's training recipe for a profile (``params/02_finetune.yaml`` + overlay), without the
     thread count (how many threads is not how to train: :func:`lib.pipeline.common.setup` uses it)."""
-    return {k: v for k, v in config.stage_params(STAGE, profile).items() if k != "threads"}
+    return {k: v for k, v in config.stage_params(STAGE, profile).items() if k not in NOT_SWEEP}
+
+
+def lr_extend(profile: str) -> int:
+    """How many rates a sweep may add beyond an end of its grid (``lr_extend``, 0 if unset)."""
+    return int(config.stage_params(STAGE, profile).get("lr_extend") or 0)
 
 
 def lr_grid(profile: str, method: str) -> list[float]:
@@ -148,19 +167,20 @@ class Unit:
         if hp is not None:
             self.recipe = {k: v for k, v in hp.items() if k != "lr"}
             self.grid = [hp["lr"]] if hp.get("lr") is not None else lr_grid(self.profile, method)
+            self.extend = 0
         else:
             self.recipe, self.grid = recipe(self.profile), lr_grid(self.profile, method)
+            self.extend = lr_extend(self.profile)
         self.grid = [resolve_hp({**self.recipe, "lr": lr})["lr"] for lr in self.grid]
         self.runs = list(runs) if runs is not None else [r for r in unit_runs(cfg, task) if r.method == method]
         for r in self.runs:
             config.check_type("seed", r.seed, int, nonneg=True)
-        seed0 = sweep_seed(cfg) if runs is None else min((r.seed for r in self.runs), default=0)
-        self.sweep = [RunId(task, method, "default", seed0, lr) for lr in self.grid] if len(self.grid) > 1 else []
+        self.seed0 = sweep_seed(cfg) if runs is None else min((r.seed for r in self.runs), default=0)
         mp = config.method_params(method, self.profile) if options is None or variants is None else {}
         options = mp.get("options") if options is None else options
         variants = mp.get("variants") if variants is None else variants
         self.options = {r.variant: variant_options(method, r.variant, options, variants)
-                        for r in self.sweep + self.runs}
+                        for r in [RunId(task, method, "default", self.seed0)] + self.runs}
         for opts in self.options.values():
             resolve_options(method, opts)  # unknown / invalid options fail before any work
         self.shared = shared or _Shared(cfg, task)
@@ -177,21 +197,45 @@ class Unit:
     def _want(self, r: RunId, lr: float) -> str:
         return config.fingerprint(self.request(r, lr))
 
+    def sweep_state(self) -> tuple[list[RunId], list[dict | None], float | None]:
+        """The sweep as far as the finished points define it: its points (the grid, plus the rates
+        the extension rule of :data:`SELECTION_RULE` added), each point's result row (None while
+        not done) and the selected rate (None until every point needed is done). Recomputed from
+        the runs on disk, so a resumed unit selects exactly as an uninterrupted one."""
+        if len(self.grid) < 2:
+            return [], [], self.grid[0]
+        lrs, added = sorted(self.grid), 0
+        while True:
+            pts = [RunId(self.task, self.method, "default", self.seed0, lr) for lr in lrs]
+            rows = [finished_row(self.profile, r, self._want(r, r.lr)) for r in pts]
+            if any(x is None for x in rows):
+                return pts, rows, None
+            best = float(choose_lr(rows))
+            acc = {float(x["lr"]): (-1.0 if x.get("nonfinite") else float(x["best_val_acc"])) for x in rows}
+            if added < self.extend and best == lrs[-1] and acc[best] > acc[lrs[-2]]:
+                lrs, added = lrs + [half_decade(best, up=True)], added + 1
+            elif added < self.extend and best == lrs[0] and acc[best] > acc[lrs[1]]:
+                lrs, added = [half_decade(best, up=False)] + lrs, added + 1
+            else:
+                return pts, rows, best
+
+    @property
+    def sweep(self) -> list[RunId]:
+        return self.sweep_state()[0]
+
     def sweep_rows(self) -> list[dict | None]:
         """Each sweep point's result row (None while it is not done)."""
-        return [finished_row(self.profile, r, self._want(r, r.lr)) for r in self.sweep]
+        return self.sweep_state()[1]
 
     def selected_lr(self) -> float | None:
         """The selected rate; None while the sweep is incomplete."""
-        if not self.sweep:
-            return self.grid[0]
-        rows = self.sweep_rows()
-        return None if any(x is None for x in rows) else float(choose_lr(rows))
+        return self.sweep_state()[2]
 
     def plan(self) -> pd.DataFrame:
         """Each run of the unit, its rate (blank until the sweep selects it) and whether it is done."""
-        lr_sel, rows = self.selected_lr(), []
-        for r in self.sweep + self.runs:
+        pts, _, lr_sel = self.sweep_state()
+        rows = []
+        for r in pts + self.runs:
             lr = r.lr if r.is_sweep else lr_sel
             done = lr is not None and finished_row(self.profile, r, self._want(r, lr)) is not None
             rows.append({"run": r.label, "method": r.method, "variant": r.variant, "seed": r.seed,
@@ -212,8 +256,8 @@ class Unit:
         row = finished_row(self.profile, r, want)
         if row is not None:
             return {**row, "reused": True}
-        twin = next((s for s in self.sweep if not r.is_sweep and s.lr == lr and s.seed == r.seed
-                     and r.variant == "default"), None)
+        twin = None if r.is_sweep or r.variant != "default" or r.seed != self.seed0 else \
+            RunId(self.task, self.method, "default", self.seed0, lr)
         if twin is not None and finished_row(self.profile, twin, want) is not None:
             row = {**finished_row(self.profile, twin, want)}
             src = twin.dir(self.profile)
@@ -240,19 +284,32 @@ class Unit:
         return {**row, "reused": False}
 
     def run_all(self, progress: bool = True) -> pd.DataFrame:
-        """The sweep, the selection, then the study's runs; one log line per run."""
-        rows, t0 = [], time.perf_counter()
-        todo = self.sweep + self.runs
-        for i, r in enumerate(todo, 1):
+        """The sweep (extended while its best rate is an end), the selection, then the study's
+        runs; one log line per run."""
+        rows, t0, done = [], time.perf_counter(), set()
+
+        def one(r: RunId, i: int, n: int):
             row = self.run(r, progress=progress)
             rows.append({**row, "sweep": r.is_sweep})
             state = "reused" if row["reused"] else f"trained in {row['train_seconds']:.1f} s"
             bad = " DIVERGED" if row.get("nonfinite") else ""
-            log(f"[{i}/{len(todo)}] {r.label}: best val acc {row['best_val_acc']:.3f}{bad} ({state}); "
+            log(f"[{i}/{n}] {r.label}: best val acc {row['best_val_acc']:.3f}{bad} ({state}); "
                 f"unit {time.perf_counter() - t0:.0f} s")
-            if self.sweep and r is self.sweep[-1]:
-                log(f"{self.task}/{self.method}: selected lr {self.selected_lr():g} of "
-                    f"{', '.join(f'{g:g}' for g in self.grid)} (ID validation, seed {r.seed})")
+        while True:
+            pts, _, sel = self.sweep_state()
+            todo = [r for r in pts if r not in done]
+            if not todo:
+                break
+            for r in todo:
+                done.add(r)
+                one(r, len(done), len(pts) + len(self.runs))
+        if pts:
+            extra = [f"{r.lr:g}" for r in pts if r.lr not in self.grid]
+            log(f"{self.task}/{self.method}: selected lr {sel:g} of {', '.join(f'{r.lr:g}' for r in pts)}"
+                + (f" (added beyond the grid: {', '.join(extra)})" if extra else "")
+                + f" (ID validation, seed {self.seed0})")
+        for k, r in enumerate(self.runs, 1):
+            one(r, len(pts) + k, len(pts) + len(self.runs))
         return pd.DataFrame(rows)
 
 
@@ -275,6 +332,7 @@ class TaskUnit:
 
     @property
     def runs(self) -> list[RunId]:
+        """Every run of the unit: the sweep points found so far, then the study's runs."""
         return [r for u in self.units for r in u.sweep + u.runs]
 
     def plan(self) -> pd.DataFrame:
@@ -294,15 +352,16 @@ def sweep_table(profile: str, units: list[Unit]) -> pd.DataFrame:
     rows = []
     for u in units:
         sel = u.selected_lr()
-        if not u.sweep:
+        if len(u.grid) < 2:
             rows.append({"task": u.task, "method": u.method, "lr": sel, "seed": None, "best_val_acc": None,
-                         "best_epoch": None, "nonfinite": None, "selected": True})
-        for r, row in zip(u.sweep, u.sweep_rows()):
+                         "best_epoch": None, "nonfinite": None, "in_grid": True, "selected": True})
+        pts, prows, _ = u.sweep_state()
+        for r, row in zip(pts, prows):
             rows.append({"task": u.task, "method": u.method, "lr": r.lr, "seed": r.seed,
                          "best_val_acc": None if row is None else row["best_val_acc"],
                          "best_epoch": None if row is None else row["best_epoch"],
                          "nonfinite": None if row is None else bool(row.get("nonfinite")),
-                         "selected": sel is not None and r.lr == sel})
+                         "in_grid": r.lr in u.grid, "selected": sel is not None and r.lr == sel})
     return pd.DataFrame(rows)
 
 
