@@ -178,4 +178,9 @@ def test_publish_copies_figures_and_notebooks_and_the_cli_prints_the_headline(tm
     nbs = sorted(p.name for p in (dest / "notebooks").iterdir())
     assert nbs == sorted(list(P.NOTEBOOKS) + ["02_finetune_t0.ipynb"])
     assert manifest.verify_manifest(dest) == [] and (dest / "headline.md").exists()
-    assert "| Full |" in readme.read_text()
+    assert "| Full |" in readme.read_text() and "**World check**" in readme.read_text()
+    # 04_figures publishes while it runs: its executed copy is added afterwards, with the manifest
+    (dest / "notebooks" / "04_figures.ipynb").unlink()
+    assert P.complete_notebooks("unit", dest) == ["04_figures.ipynb"]
+    assert (dest / "notebooks" / "04_figures.ipynb").exists() and manifest.verify_manifest(dest) == []
+    assert P.complete_notebooks("unit", dest) == []

@@ -195,7 +195,7 @@ def world_check_markdown(wc: pd.DataFrame) -> str:
 
 
 def sweep_markdown(sweep: pd.DataFrame) -> str:
-    """The selected learning rate per (task, method), '*' where it is an end of the grid."""
+    """The selected learning rate per (task, method), '*' where it is an end of the rates tried."""
     from .tables import METHOD_LABELS, METHOD_ORDER
     sw = sweep.copy()
     rows = {}
@@ -224,7 +224,8 @@ def readme_block(head: pd.DataFrame, claims_df: pd.DataFrame, profile: str, figu
               f"![DG gain vs forgetting per method]({figure})", ""]
     if sweep is not None and len(sweep) and sweep["best_val_acc"].notna().any():
         parts += ["**Learning rate selected per (task, method)** on ID validation accuracy of the seed-0 sweep "
-                  "(`*`: an end of the grid; every point: `paper_figures/lr_sweep.csv`, `lr_sweep.png`)", "",
+                  "(`*`: an end of the rates tried, after the extension rule; every point: `paper_figures/lr_sweep.csv`, "
+                  "`lr_sweep.png`)", "",
                   sweep_markdown(sweep).rstrip(), ""]
     parts += ["**The paper's claims on this data** (rules and values: `paper_figures/claims.md`)", "",
               verdict_list(claims_df).rstrip(), ""]

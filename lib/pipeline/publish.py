@@ -114,9 +114,7 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
     if nbs:
         nb_dir = paths.ensure(tmp / "notebooks")
         for nb in nbs:
-            name = nb.name if nb.parent == paths.profile_dir(profile) else \
-                f"02_finetune_{nb.parent.name}.ipynb"
-            shutil.copy2(nb, nb_dir / name)
+            shutil.copy2(nb, nb_dir / _published_name(nb, profile))
     manifest.write_manifest(tmp, {**produced_by, "notebooks": [n.name for n in nbs]})
     _swap(tmp, dest)
     if readme is not None:  # from the published tables, so the README shows exactly their numbers
@@ -125,6 +123,26 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
                        for name in ("headline", "claims", "world_check", "lr_sweep") if (dest / f"{name}.csv").exists()},
                       profile, readme)
     return dest
+
+
+def _published_name(nb: Path, profile: str) -> str:
+    return nb.name if nb.parent == paths.profile_dir(profile) else f"02_finetune_{nb.parent.name}.ipynb"
+
+
+def complete_notebooks(profile: str, dest=None) -> list[str]:
+    """Copy the executed notebooks that ``dest`` (``paper_figures/``) lacks -- 04_figures publishes
+    while it runs, so its own executed copy exists only afterwards -- and rewrite the manifest.
+    Returns the names added."""
+    dest = Path(dest or paths.PAPER_FIGURES)
+    nbs = executed_notebooks(profile)
+    nb_dir = paths.ensure(dest / "notebooks")
+    added = [nb for nb in nbs if not (nb_dir / _published_name(nb, profile)).exists()]
+    if added:
+        for nb in added:
+            shutil.copy2(nb, nb_dir / _published_name(nb, profile))
+        manifest.write_manifest(dest, {**manifest.read_manifest(dest)["produced_by"],
+                                       "notebooks": [n.name for n in nbs]})
+    return [_published_name(nb, profile) for nb in added]
 
 
 def summary_text(t: dict, out_dir: Path, published: Path | None) -> str:
@@ -154,6 +172,10 @@ def main(argv=None) -> int:
         t = {"headline": pd.read_csv(out_dir / "headline.csv"), "claims": pd.read_csv(out_dir / "claims.csv")}
         published = paths.PAPER_FIGURES if (paths.PAPER_FIGURES / "headline.csv").exists() and \
             (paths.PAPER_FIGURES / "headline.csv").read_bytes() == (out_dir / "headline.csv").read_bytes() else None
+        if published is not None:
+            added = complete_notebooks(a.profile)
+            if added:
+                print(f"added to {paths.PAPER_FIGURES / 'notebooks'}: {', '.join(added)}")
         sys.stdout.write(summary_text(t, out_dir, published))
         return 0
     t = build(a.profile, out_dir)
