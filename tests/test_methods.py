@@ -469,15 +469,16 @@ def test_profile_param_table_covers_the_configured_variants():
     assert list(zip(df["method"], df["variant"])) == want
     lora = df[df["method"] == "lora"].set_index("variant")
     assert {"authors", "qkv_r8"} <= set(lora.index)
-    assert lora.loc["authors", "trainable"] == 983_040
-    assert lora.loc["qkv_r8", "trainable"] == lora.loc["default", "trainable"] == 491_520  # this round
+    assert lora.loc["authors", "trainable"] == lora.loc["default", "trainable"] == 983_040  # the authors' form
+    assert lora.loc["qkv_r8", "trainable"] == 491_520
     # the fixed zeros of B are not parameters: total = base + the four factors
     assert lora.loc["authors", "total"] == lora.loc["authors", "base_total"] + 983_040
 
 
 def test_lora_variants_in_params_spell_out_both_forms():
-    """Both variants are complete forms (independent of the default options line); the default is
-    one of the two (this round today's form; flipping it is one line in params/methods/lora.yaml)."""
+    """Both variants are complete forms (independent of the default options line); the study's
+    default (params/methods/lora.yaml) is the authors' form since study v2; the library's own
+    option defaults (no options given) are still the first round's form."""
     from lib import config
     from lib.pipeline.finetune import run_options
     for profile in ["smoke", "mini", "paper"]:
@@ -486,6 +487,6 @@ def test_lora_variants_in_params_spell_out_both_forms():
                     for v in ["default", "authors", "qkv_r8"]}
         assert resolved["authors"] == AUTHORS
         assert resolved["qkv_r8"] == TODAY == M.resolve_options("lora")
-        assert resolved["default"] in (TODAY, AUTHORS)
+        assert resolved["default"] == AUTHORS
         for v in ("authors", "qkv_r8"):
             assert set(p["variants"][v]) == set(M.METHODS["lora"].defaults), v
