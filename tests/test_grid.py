@@ -167,7 +167,7 @@ def test_sweep_extends_beyond_an_end_only_while_that_end_is_strictly_best(monkey
         {"lr": r.lr, "best_val_acc": acc[r.lr], "best_epoch": 1, "nonfinite": False} if r.lr in acc else None))
     pts, rows, sel = u.sweep_state()
     assert [r.lr for r in pts] == points and sel == selected
-    table = ft.sweep_table("smoke", [u])
+    table = ft.sweep_table([u])
     assert table["selected"].sum() == 1 and table.loc[table["selected"], "lr"].item() == selected
     assert set(table.loc[~table["in_grid"], "lr"]) == set(points) - set(u.grid)
 

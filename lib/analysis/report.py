@@ -197,9 +197,8 @@ def world_check_markdown(wc: pd.DataFrame) -> str:
 def sweep_markdown(sweep: pd.DataFrame) -> str:
     """The selected learning rate per (task, method), '*' where it is an end of the rates tried."""
     from .tables import METHOD_LABELS, METHOD_ORDER
-    sw = sweep.copy()
     rows = {}
-    for (t, m), g in sw.groupby(["task", "method"], sort=False):
+    for (t, m), g in sweep.groupby(["task", "method"], sort=False):
         sel = g[g["selected"].astype(bool)]
         if sel.empty:
             continue

@@ -19,16 +19,14 @@ def aggregate_finetune(profile: str):
     from .finetune import RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row, sweep_table
     from .grid import evaluation_units, runs, sweep_runs
     cfg = config.load_profile(profile)
-    rows, missing = [], []
-    for r in sweep_runs(cfg) + runs(cfg):
-        if finished_row(profile, r) is None:
-            missing.append(r.label)
+    rs = runs(cfg)
+    found = {r: finished_row(profile, r) for r in rs}
+    missing = [r.label for r in sweep_runs(cfg, rs=rs) if finished_row(profile, r) is None]
+    missing += [r.label for r, row in found.items() if row is None]
     if missing:
         raise FileNotFoundError(f"{len(missing)} fine-tuning runs have no complete result (e.g. {missing[0]}); "
                                 f"run `make finetune PROFILE={profile}`")
-    for r in runs(cfg):
-        rows.append(finished_row(profile, r))
-    df = pd.DataFrame(rows).sort_values(["task", "method", "variant", "seed"]).reset_index(drop=True)
+    df = pd.DataFrame(list(found.values())).sort_values(["task", "method", "variant", "seed"]).reset_index(drop=True)
     df["nonfinite"] = df["nonfinite"].fillna(False).astype(bool) if "nonfinite" in df else False
     zs_val = zero_shot_val_accuracy(cfg, sorted(df["task"].unique()))
     df["zero_shot_val_acc"] = df["task"].map(zs_val)
@@ -41,11 +39,12 @@ def aggregate_finetune(profile: str):
                               lr_selection=SELECTION_RULE)
     write_csv(df[RESULT_COLUMNS + ["zero_shot_val_acc", "collapsed"] + TIMING_COLUMNS], res / "finetune.csv", prov)
     shared = {t: _Shared(cfg, t) for t in dict.fromkeys(df["task"])}
-    units = [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(runs(cfg))]
+    units = [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(rs)]
+    states = [u.sweep_state() for u in units]
     # every run's training time, sweep points included; a study run reused from its sweep point
     # names it in copy_of (it was trained once)
-    pts = [r for u in units for r in u.sweep]
-    sweep_rows = [finished_row(profile, r) for r in pts]
+    pts = [r for s in states for r in s[0]]
+    sweep_rows = [x for s in states for x in s[1]]
     if any(x is None for x in sweep_rows):
         raise FileNotFoundError(f"sweep point {pts[sweep_rows.index(None)].label} has no complete result: "
                                 f"run `make finetune PROFILE={profile}`")
@@ -55,7 +54,7 @@ def aggregate_finetune(profile: str):
     timing = pd.concat([sweep_df.assign(sweep=True, copy_of=""), study], ignore_index=True)
     write_csv(timing[["task", "method", "variant", "seed", "lr", "sweep", "copy_of"] + TIMING_COLUMNS],
               res / "finetune_timing.csv")
-    sw = sweep_table(profile, units)
+    sw = sweep_table(units, states)
     sw["zero_shot_val_acc"] = sw["task"].map(zs_val)
     write_csv(sw, res / "lr_sweep.csv", provenance.collect(cfg, stage="aggregate_finetune", rule=SELECTION_RULE))
     return res / "finetune.csv"

@@ -184,7 +184,6 @@ class Unit:
         for opts in self.options.values():
             resolve_options(method, opts)  # unknown / invalid options fail before any work
         self.shared = shared or _Shared(cfg, task)
-        self.source, self.spec = self.shared.source, self.shared.spec
 
     # ------------------------------------------------------------------ identity and selection
     def hp(self, lr: float) -> dict:
@@ -223,10 +222,6 @@ class Unit:
     def sweep(self) -> list[RunId]:
         return self.sweep_state()[0]
 
-    def sweep_rows(self) -> list[dict | None]:
-        """Each sweep point's result row (None while it is not done)."""
-        return self.sweep_state()[1]
-
     def selected_lr(self) -> float | None:
         """The selected rate; None while the sweep is incomplete."""
         return self.sweep_state()[2]
@@ -258,8 +253,8 @@ class Unit:
             return {**row, "reused": True}
         twin = None if r.is_sweep or r.variant != "default" or r.seed != self.seed0 else \
             RunId(self.task, self.method, "default", self.seed0, lr)
-        if twin is not None and finished_row(self.profile, twin, want) is not None:
-            row = {**finished_row(self.profile, twin, want)}
+        row = None if twin is None else finished_row(self.profile, twin, want)
+        if row is not None:
             src = twin.dir(self.profile)
             _commit(r.dir(self.profile), lambda staged: [shutil.copy2(src / n, staged / n)
                                                          for n in (RunId.STATE, RunId.META)], row)
@@ -343,19 +338,18 @@ class TaskUnit:
 
     def sweep(self) -> pd.DataFrame:
         """Every sweep point of the unit with its validation accuracy and the selected rate."""
-        return sweep_table(self.cfg["name"], self.units)
+        return sweep_table(self.units)
 
 
-def sweep_table(profile: str, units: list[Unit]) -> pd.DataFrame:
+def sweep_table(units: list[Unit], states: list[tuple] | None = None) -> pd.DataFrame:
     """One row per sweep point (task, method, lr, seed, best_val_acc, best_epoch, nonfinite,
-    selected); a (task, method) without a sweep (one rate) gets one row, selected."""
+    in_grid, selected); a (task, method) without a sweep (one rate) gets one row, selected.
+    ``states``: the units' :meth:`Unit.sweep_state` when the caller has them already."""
     rows = []
-    for u in units:
-        sel = u.selected_lr()
+    for u, (pts, prows, sel) in zip(units, states or [u.sweep_state() for u in units]):
         if len(u.grid) < 2:
             rows.append({"task": u.task, "method": u.method, "lr": sel, "seed": None, "best_val_acc": None,
                          "best_epoch": None, "nonfinite": None, "in_grid": True, "selected": True})
-        pts, prows, _ = u.sweep_state()
         for r, row in zip(pts, prows):
             rows.append({"task": u.task, "method": u.method, "lr": r.lr, "seed": r.seed,
                          "best_val_acc": None if row is None else row["best_val_acc"],

@@ -73,11 +73,13 @@ def sweep_seed(cfg: dict) -> int:
     return int((cfg.get("grid", {}).get("seeds") or [0])[0])
 
 
-def sweep_runs(cfg: dict, validate: bool = True) -> list[RunId]:
-    """Every learning-rate sweep point: seed :func:`sweep_seed` of the default variant at each rate
-    of the method's ``lr_grid`` (a method with one rate has no sweep)."""
+def sweep_runs(cfg: dict, validate: bool = True, rs: list[RunId] | None = None) -> list[RunId]:
+    """Every learning-rate sweep point of the grid: seed :func:`sweep_seed` of the default variant
+    at each rate of the method's ``lr_grid`` (a method with one rate has no sweep; the points the
+    extension rule adds are the unit's, :meth:`lib.pipeline.finetune.Unit.sweep_state`). ``rs``:
+    the profile's :func:`runs` when the caller has them already."""
     from .finetune import lr_grid
-    methods = list(dict.fromkeys((r.task, r.method) for r in runs(cfg, validate)))
+    methods = list(dict.fromkeys((r.task, r.method) for r in (rs if rs is not None else runs(cfg, validate))))
     out = []
     for t, m in methods:
         grid = lr_grid(cfg["name"], m)
@@ -98,7 +100,7 @@ def units(cfg: dict, validate: bool = True) -> "OrderedDict[str, list[RunId]]":
     """Fine-tuning units: task -> its runs (sweep points first, then the study's runs), the units
     with the most runs first (so parallel jobs finish together)."""
     rs = runs(cfg, validate)
-    sw = sweep_runs(cfg, validate)
+    sw = sweep_runs(cfg, rs=rs)
     by: OrderedDict = OrderedDict()
     for r in sw + rs:
         by.setdefault(r.task, []).append(r)
