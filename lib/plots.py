@@ -125,8 +125,9 @@ def finetune_curves(metas: list[dict]):
         a1.set_yscale("log")
         for a in (a1, a2):
             a.xaxis.get_major_locator().set_params(integer=True)
-        if ms:
-            a1.legend(fontsize=5, ncol=2 if len(ms) > 6 else 1)
+        if ms:  # beside the panels: a unit with ablations has ~30 runs, too many to sit inside one
+            a2.legend(*a1.get_legend_handles_labels(), fontsize=5, ncol=2 if len(ms) > 12 else 1,
+                      loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
