@@ -3,17 +3,51 @@
     python -m lib.pipeline.lock build/.<profile>.lock -- <command ...>
 
 A second run finds the lock held, names the process that holds it and exits with status 3 before
-touching anything. The lock is an OS file lock (``fcntl.flock``): it is released when the holder
-exits, even after a crash or ``kill -9``, so there is no stale lock to delete.
+touching anything. The lock is an OS file lock (``fcntl.flock``) on an open file description: it is
+released when the last process holding that description exits, even after a crash or ``kill -9``,
+so there is no stale lock to delete.
+
+The guarded command inherits the locked file descriptor (``pass_fds``: it is not close-on-exec), and
+so do its children (``make`` passes it to every recipe, papermill, the evaluation jobs...). The lock
+is therefore held as long as ANY process of the guarded work is alive: killing this holder (even
+with SIGKILL) does not let a second run in while the first one's ``make`` or notebooks still run.
+SIGTERM / SIGHUP sent to the holder are passed on to the command (``make`` passes SIGTERM to its jobs).
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _refusal(path: Path, holder: dict) -> str:
+    pid, child = holder.get("pid", "?"), holder.get("child")
+    who = f"pid {pid}"
+    if child is not None and not _alive(pid):
+        who += (f", which has exited; the work it started still runs and holds the lock (its command is pid {child}; "
+                f"stop that process and its children, or wait)")
+    elif child is not None:
+        who += f"; its command is pid {child}"
+    return (f"error: another run holds {path} ({who}; started {holder.get('started', '?')}: "
+            f"{holder.get('cmd', '?')}). Wait for it to finish or stop it; two runs on one profile would "
+            f"overwrite each other's files.")
+
+
+def _record(fd: int, info: dict) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
 
 
 def main(argv=None) -> int:
@@ -36,18 +70,37 @@ def main(argv=None) -> int:
             holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
         except ValueError:
             holder = {}
-        print(f"error: another run holds {path} (pid {holder.get('pid', '?')}, started "
-              f"{holder.get('started', '?')}: {holder.get('cmd', '?')}). Wait for it to finish or stop it; "
-              f"two runs on one profile would overwrite each other's files.", file=sys.stderr)
+        print(_refusal(path, holder if isinstance(holder, dict) else {}), file=sys.stderr)
         return 3
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                              "cmd": " ".join(cmd)[:300]}).encode(), 0)
+    info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cmd": " ".join(cmd)[:300]}
+    _record(fd, info)
+    # the command and everything it starts keep the locked descriptor open: the lock lives while they do
+    os.set_inheritable(fd, True)
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
+        proc = subprocess.Popen(cmd, pass_fds=(fd,))
+    except OSError as exc:
+        print(f"error: cannot run {cmd[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        os.close(fd)
+        return 127
+    _record(fd, {**info, "child": proc.pid})
+
+    def forward(signum, _frame):
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the command too (same process group): let it stop first
+        try:
+            proc.wait(timeout=30)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            pass
         return 130
     finally:
+        for s, h in old.items():
+            signal.signal(s, h)
         os.close(fd)
 
 
