@@ -5,9 +5,18 @@ target's folder) and is then renamed over the target with ``os.replace``: a read
 file or the new one, never a half-written one, and two writers never share a temporary file.
 Readers of markers and caches use :func:`read_json`, which treats a file that does not parse as
 absent, so a damaged file is recomputed instead of trusted.
+
+Content hashes: :func:`content_hash` (of a JSON-able value, canonical form) and :func:`file_sha256`
+(of a file's bytes). :func:`write_csv` records the table's own hash in its provenance file
+(``content_sha256``) and :func:`csv_hash_problem` checks it on read; the evaluation cache and the
+run markers record theirs (``lib.pipeline.evaluate``, ``lib.pipeline.finetune``).
+
+Every text file that is published or shown to a reader (README blocks, Markdown tables,
+``claims.md``) should be written with :func:`write_text` (atomic), never ``Path.write_text``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,7 +59,37 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 
 def write_text(path: Path, text: str) -> Path:
+    """Atomic text write (UTF-8): a reader sees the old file or the new one, never a half-written one."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def canonical_json(obj: Any) -> str:
+    """The canonical JSON text of ``obj`` (sorted keys, no spaces; NaN kept as ``NaN``), so a value
+    and the same value read back from a JSON file hash alike."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 (hex) of the canonical JSON of ``obj``; equal for a value and its JSON round trip."""
+    return hashlib.sha256(canonical_json(json.loads(canonical_json(obj))).encode("utf-8")).hexdigest()
+
+
+_FILE_HASHES: dict = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes; remembered per (path, size, mtime) within a process, so a
+    reader that checks the same large file many times reads it once."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
 
 
 def json_safe(obj: Any) -> Any:
@@ -86,14 +125,36 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+def provenance_path(path: Path) -> Path:
+    """The provenance file of a table: ``<name>.provenance.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".provenance.json")
+
+
 def write_csv(df, path: Path, provenance: dict | None = None, float_format: str = "%.6g") -> Path:
-    """Atomic CSV write, with ``<name>.provenance.json`` beside it when ``provenance`` is given."""
+    """Atomic CSV write, with ``<name>.provenance.json`` beside it when ``provenance`` is given; the
+    provenance then records the CSV's own hash (``content_sha256``, see :func:`csv_hash_problem`)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format=float_format)
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
     if provenance is not None:
-        write_json(path.with_name(path.name + ".provenance.json"), provenance)
+        write_json(provenance_path(path), {**provenance, "content_sha256": digest})
     return path
+
+
+def csv_hash_problem(path: Path) -> str | None:
+    """Why a table's bytes no longer match the hash its provenance file recorded, or None when they
+    match or nothing was recorded (no provenance file, or one written before hashes were)."""
+    prov = read_json(provenance_path(path))
+    want = prov.get("content_sha256") if isinstance(prov, dict) else None
+    if not want:
+        return None
+    got = file_sha256(path)
+    if got != want:
+        return (f"{path} does not match the content hash recorded in {provenance_path(path).name} "
+                f"(recorded {want[:12]}..., now {got[:12]}...): it was edited or damaged after it was written")
+    return None
 
 
 def save_npy(path: Path, array) -> Path:
