@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import io, metrics, models, paths
+from . import io, metrics, models, paths, schema
 from .data import DatasetSource, Split, iterate
 from .progress import progress as progress_bar
 
@@ -94,7 +94,7 @@ def image_tower(classifier) -> str:
 
 
 # ----------------------------------------------------------------------------- measures
-MEASURES = ("acc", "acs", "ss", "class_ss", "modality_gap", "iimm")
+MEASURES = tuple(schema.MEASURE_RANGES)  # ("acc", "acs", "ss", "class_ss", "modality_gap", "iimm")
 
 
 def measures(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> dict:
@@ -107,6 +107,27 @@ def measures(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> dict:
         "modality_gap": metrics.modality_gap(img, txt),
         "iimm": metrics.iimm(img, txt, labels),
     }
+
+
+def predictions(img, txt) -> np.ndarray:
+    """Predicted class of every image: argmax_c cos(img_i, txt_c), computed exactly as
+    :func:`lib.metrics.zero_shot_accuracy` does (float64 unit rows, the same row chunks, ties to the
+    lowest class index), so ``mean(predictions(img, txt) == labels)`` is that accuracy."""
+    im = metrics._as_2d(img, "image_emb")
+    tn = metrics._normalize64(metrics._as_2d(txt, "text_emb"))
+    out = np.empty(im.shape[0], dtype=np.intp)
+    for start, c in metrics._iter_chunks([im], metrics._chunk_rows(im.shape[1], tn.shape[0])):
+        out[start:start + c.shape[0]] = np.argmax(c @ tn.T, axis=1)
+    return out
+
+
+def flips(pred_zero_shot: np.ndarray, pred_finetuned: np.ndarray, labels) -> dict:
+    """``n_lost``: images the zero-shot model got right and the fine-tuned one wrong; ``n_won``: the
+    reverse (the discordant pairs of an exact McNemar test of fine-tuned vs zero-shot)."""
+    lab = np.asarray(labels).reshape(-1)
+    zs, ft = pred_zero_shot == lab, pred_finetuned == lab
+    return {"n_lost": int(np.sum(zs & ~ft)), "n_won": int(np.sum(~zs & ft)),
+            "n_correct_zero_shot": int(zs.sum()), "n_correct_finetuned": int(ft.sum())}
 
 
 def eval_splits(source: DatasetSource) -> list[tuple[str, str, str]]:
@@ -139,8 +160,9 @@ def zero_shot_table(bundle, source: DatasetSource, profile: str, batch_size: int
 
 
 # ----------------------------------------------------------------------------- after fine-tuning
-EVAL_COLUMNS = ["train_task", "method", "variant", "seed", "eval_task", "eval_domain", "schema", "n_images",
-                *[f"{m}_{w}" for m in MEASURES for w in ("zero_shot", "finetuned")]]
+# train_task, method, variant, seed, eval_task, eval_domain, schema, n_images, <measure>_zero_shot,
+# <measure>_finetuned for each measure, n_lost, n_won (lib.schema.EVALUATION: types and ranges)
+EVAL_COLUMNS = schema.EVALUATION.names
 
 
 def schema_of(train_task: str, eval_task: str, eval_domain: str, id_domain: str) -> str:
@@ -153,17 +175,24 @@ def schema_of(train_task: str, eval_task: str, eval_domain: str, id_domain: str)
 @torch.no_grad()
 def run_measures(clf, base, source: DatasetSource, splits, profile: str, run_tag: str,
                  base_state: str, batch_size: int = 256, num_workers: int = 0) -> dict:
-    """Every measure of a fine-tuned classifier on each (task, domain, split) of ``splits``.
+    """Every measure of a fine-tuned classifier on each (task, domain, split) of ``splits``, and its
+    flips against the base (zero-shot) model on the same images (:func:`flips`: ``n_lost``,
+    ``n_won``, and both models' numbers of correct images).
 
     Image features are re-encoded only when the run changed the image tower (see
-    :func:`image_tower`); otherwise the base model's cached features are reused."""
+    :func:`image_tower`); otherwise the base model's cached features are reused. The base model's
+    predictions come from its cached image embeddings (made by the zero-shot stage) and its class
+    text embeddings (once per task)."""
     clf.eval()
     tower = image_tower(clf)
-    out, text_cache = {}, {}
+    out, text_cache, base_text = {}, {}, {}
     for task, domain, split in splits:
         s = source.load(task, domain, split)
+        base_img = image_embeddings(base.model, base, s, base_state, profile, batch_size, num_workers)
+        if task not in base_text:
+            base_text[task] = text_embeddings(base.model, base, s.classnames, s.templates)
         if tower == "base":
-            img = image_embeddings(base.model, base, s, base_state, profile, batch_size, num_workers)
+            img = base_img
         elif tower == "adapter":
             raw = raw_image_features(base.model, base, s, base_state, profile, batch_size, num_workers)
             img = torch.nn.functional.normalize(torch.cat([clf.adapt_image(r).float().cpu() for r in raw]),
@@ -172,5 +201,7 @@ def run_measures(clf, base, source: DatasetSource, splits, profile: str, run_tag
             img = image_embeddings(clf, base, s, run_tag, profile, batch_size, num_workers)
         if task not in text_cache:
             text_cache[task] = text_embeddings(clf, base, s.classnames, s.templates)
-        out[(task, domain)] = (len(s), measures(img, text_cache[task], s.labels))
+        m = measures(img, text_cache[task], s.labels)
+        m.update(flips(predictions(base_img, base_text[task]), predictions(img, text_cache[task]), s.labels))
+        out[(task, domain)] = (len(s), m)
     return out

@@ -1,5 +1,7 @@
-"""Damaged files are noticed when read: a completion marker that does not parse, a state file of the
-wrong size, a cache entry that cannot be read. Each counts as "not done" and is recomputed."""
+"""Damaged files are noticed when read: a completion marker that does not parse or whose content is
+invalid (a field missing, of the wrong type, out of range, not this run's, or disagreeing with the
+run's meta.json), a state file of the wrong size, a cache entry that cannot be read. Each counts as
+"not done" and is recomputed."""
 
 import numpy as np
 import pytest
@@ -16,9 +18,18 @@ def run(tmp_path, monkeypatch):
     d = r.dir("p")
     d.mkdir(parents=True)
     (d / RunId.STATE).write_bytes(b"x" * 100)
-    io.write_json(d / RunId.META, {"state_bytes": 100})
-    io.write_json(r.marker("p"), {"task": "objects", "request_fingerprint": "abc"})
+    io.write_json(d / RunId.META, META)
+    io.write_json(r.marker("p"), ROW)   # as the code before reliability v3 wrote it: no hashes
     return r
+
+
+# a marker and meta.json as lib.pipeline.finetune writes them (meta: the keys the checks read)
+ROW = {"task": "objects", "method": "lora", "variant": "default", "seed": 0, "trainable_params": 1000,
+       "best_val_acc": 0.52, "best_epoch": 2, "epochs": 3, "lr": 0.001, "nonfinite": False, "options": "{}",
+       "train_seconds": 1.5, "peak_memory_mb": 300.0, "request_fingerprint": "abc"}
+META = {"state_bytes": 100, "request_fingerprint": "abc", "task": "objects", "method": "lora", "variant": "default",
+        "seed": 0, "trainable_params": 1000, "hp": {"epochs": 3, "lr": 0.001}, "nonfinite": None,
+        "history": [{"epoch": 1, "val_acc": 0.4}, {"epoch": 2, "val_acc": 0.52}, {"epoch": 3, "val_acc": 0.5}]}
 
 
 def test_complete_run_is_done(run):
@@ -43,6 +54,61 @@ def test_damaged_run_is_not_done(run, damage):
         (d / RunId.STATE).write_bytes(b"x" * 60)
     else:
         (d / RunId.STATE).unlink()
+    assert finished_row("p", run) is None
+
+
+@pytest.mark.parametrize("edit, why", [
+    ({"best_val_acc": None}, "'best_val_acc' is None"),
+    ("drop best_val_acc", "no 'best_val_acc'"),
+    ({"best_val_acc": "0.52"}, "'best_val_acc' is '0.52', not a finite number"),
+    ({"best_val_acc": float("nan")}, "not a finite number"),
+    ({"best_val_acc": 1.25}, r"outside \[0.0, 1.0\]"),
+    ({"best_val_acc": 0.77}, "not the validation accuracy of epoch 2"),    # edited: meta's history disagrees
+    ({"seed": True}, "'seed' is True, not an int"),
+    ({"seed": 1}, "is not this run's"),                                   # a marker copied into another folder
+    ({"nonfinite": "False"}, "not a bool"),
+    ({"best_epoch": 5}, "best_epoch 5 > epochs 3"),
+    ({"trainable_params": 7}, "trainable_params 7 vs 1000"),
+    ({"lr": 0.01}, "lr 0.01 vs 0.001"),
+])
+def test_invalid_marker_is_not_done_and_named(run, edit, why, capsys):
+    """A marker with a missing, mistyped, out-of-range or edited field is not a finished run: the run
+    is trained again (the unit) or refused (aggregate, evaluation), and the log names file and reason."""
+    from lib.pipeline.finetune import marker_problem
+    row = {k: v for k, v in ROW.items() if edit != "drop best_val_acc" or k != "best_val_acc"}
+    if isinstance(edit, dict):
+        row.update(edit)
+    io.write_json(run.marker("p"), row)
+    assert finished_row("p", run) is None
+    msg = marker_problem("p", run)
+    assert str(run.marker("p")) in msg
+    import re
+    assert re.search(why, msg), msg
+    assert "is not reused" in capsys.readouterr().out
+
+
+def test_new_markers_hash_their_files_and_themselves(run):
+    """A marker written by _commit records the state's, meta.json's and its own sha256; an edit of
+    any of the three (even one that keeps every field valid) makes the run not finished."""
+    from lib.pipeline.finetune import _commit
+    d = run.dir("p")
+    state, meta = (d / RunId.STATE).read_bytes(), (d / RunId.META).read_bytes()
+
+    def files(staged):
+        (staged / RunId.STATE).write_bytes(state)
+        (staged / RunId.META).write_bytes(meta)
+    _commit(d, files, dict(ROW))
+    row = finished_row("p", run)
+    assert row is not None and {"state_sha256", "meta_sha256", "row_sha256"} <= set(row)
+    marker = run.marker("p").read_text()
+    run.marker("p").write_text(marker.replace('"train_seconds": 1.5', '"train_seconds": 2.5'))
+    assert finished_row("p", run) is None                                   # row_sha256
+    run.marker("p").write_text(marker)
+    assert finished_row("p", run) is not None
+    (d / RunId.STATE).write_bytes(b"y" * 100)                               # same size, other bytes
+    assert finished_row("p", run) is None
+    (d / RunId.STATE).write_bytes(state)
+    io.write_json(d / RunId.META, {**META, "note": "edited"})               # meta.json edited
     assert finished_row("p", run) is None
 
 

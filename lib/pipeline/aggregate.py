@@ -2,6 +2,13 @@
 
     python -m lib.pipeline.aggregate finetune <profile>     # results/finetune.csv (+ finetune_timing.csv)
     python -m lib.pipeline.aggregate evaluation <profile>   # results/evaluation.csv
+
+Every input is verified when read and every output before it is written: the run markers by
+:func:`lib.pipeline.finetune.marker_problem`, the units' ``evaluation.csv`` by the hash their
+provenance recorded and the schema :data:`lib.schema.EVALUATION`, the outputs by
+:data:`lib.schema.FINETUNE` / :data:`lib.schema.EVALUATION` (a blank or NaN cell, a value out of
+range, a repeated key: refused, naming the file and the fix). Each output's provenance records
+its own hash and its inputs' hashes.
 """
 from __future__ import annotations
 
@@ -9,35 +16,41 @@ import sys
 
 import pandas as pd
 
-from .. import config, paths, provenance
-from ..io import read_json, write_csv
+from .. import config, paths, provenance, schema
+from ..io import file_sha256, read_json, write_csv
 
 
 def aggregate_finetune(profile: str):
     """Rebuild results/finetune.csv (+ finetune_timing.csv) from the runs' markers, and
     results/lr_sweep.csv (every sweep point, the selected rate) from the sweep points'."""
-    from .finetune import RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row, sweep_table
+    from .finetune import (RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row,
+                           marker_problem, sweep_table)
     from .grid import evaluation_units, runs, sweep_runs
     cfg = config.load_profile(profile)
     rs = runs(cfg)
     found = {r: finished_row(profile, r) for r in rs}
-    missing = [r.label for r in sweep_runs(cfg, rs=rs) if finished_row(profile, r) is None]
-    missing += [r.label for r, row in found.items() if row is None]
+    missing = [r for r in sweep_runs(cfg, rs=rs) if finished_row(profile, r) is None]
+    missing += [r for r, row in found.items() if row is None]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} fine-tuning runs have no complete result (e.g. {missing[0]}); "
+        raise FileNotFoundError(f"{len(missing)} fine-tuning runs have no complete, valid result (e.g. "
+                                f"{missing[0].label}: {marker_problem(profile, missing[0])}); "
                                 f"run `make finetune PROFILE={profile}`")
     df = pd.DataFrame(list(found.values())).sort_values(["task", "method", "variant", "seed"]).reset_index(drop=True)
-    df["nonfinite"] = df["nonfinite"].fillna(False).astype(bool) if "nonfinite" in df else False
     zs_val = zero_shot_val_accuracy(cfg, sorted(df["task"].unique()))
     df["zero_shot_val_acc"] = df["task"].map(zs_val)
-    # collapsed: the run ended below the zero-shot model on the same validation split, or diverged
-    df["collapsed"] = (df["best_val_acc"] < df["zero_shot_val_acc"]) | df["nonfinite"]
+    # no_val_gain: the run's best validation accuracy is not above the zero-shot model's on the same
+    # ID validation split (a descriptive flag; nonfinite says whether training diverged)
+    df["no_val_gain"] = df["best_val_acc"] <= df["zero_shot_val_acc"]
     res = paths.results_dir(profile)
+    out = df[RESULT_COLUMNS + ["zero_shot_val_acc", "no_val_gain"] + TIMING_COLUMNS]
+    schema.validate(out, schema.FINETUNE, "the aggregated fine-tuning rows (from the runs' row.json)", profile)
     prov = provenance.collect(cfg, stage="aggregate_finetune", runs=len(df),
-                              collapsed_rule="best_val_acc < zero_shot_val_acc (same ID validation split) "
-                                             "or the loss / weights became non-finite",
-                              lr_selection=SELECTION_RULE)
-    write_csv(df[RESULT_COLUMNS + ["zero_shot_val_acc", "collapsed"] + TIMING_COLUMNS], res / "finetune.csv", prov)
+                              no_val_gain_rule="best_val_acc <= zero_shot_val_acc (the zero-shot model's accuracy "
+                                               "on the same ID validation split); nonfinite: the loss or the "
+                                               "weights became non-finite during training",
+                              lr_selection=SELECTION_RULE,
+                              inputs={r.label: _marker_hash(profile, r) for r in rs})
+    write_csv(out, res / "finetune.csv", prov)
     shared = {t: _Shared(cfg, t) for t in dict.fromkeys(df["task"])}
     units = [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(rs)]
     states = [u.sweep_state() for u in units]
@@ -79,18 +92,27 @@ def zero_shot_val_accuracy(cfg: dict, tasks: list[str]) -> dict:
     return out
 
 
+def _marker_hash(profile: str, run) -> str:
+    """The hash a run's marker records of itself, or (a marker written before v3) of its bytes."""
+    row = read_json(run.marker(profile)) or {}
+    return row.get("row_sha256") or file_sha256(run.marker(profile))
+
+
 def aggregate_evaluation(profile: str) -> pd.DataFrame:
-    """Rebuild results/evaluation.csv from the units' evaluation.csv files, in grid order."""
+    """Rebuild results/evaluation.csv from the units' evaluation.csv files, in grid order. Each unit
+    file is checked against its recorded hash and the schema (:data:`lib.schema.EVALUATION`), and so
+    is the result before it is written."""
     from ..evaluate import EVAL_COLUMNS
     from .grid import evaluation_units, runs
     cfg = config.load_profile(profile)
     rs = runs(cfg)
-    by_run = {}
+    by_run, inputs = {}, {}
     for t, m in evaluation_units(rs):
         f = paths.unit_eval_csv(profile, t, m)
         if not f.exists():
             raise FileNotFoundError(f"{f} is missing: evaluate that unit first (make evaluate PROFILE={profile})")
-        df = pd.read_csv(f)
+        df = schema.read_table(f, schema.EVALUATION, profile)
+        inputs[f"{t}/{m}"] = file_sha256(f)
         for key, g in df.groupby(["train_task", "method", "variant", "seed"], sort=False):
             by_run[key] = g
     missing = [r.label for r in rs if (r.task, r.method, r.variant, r.seed) not in by_run]
@@ -98,8 +120,13 @@ def aggregate_evaluation(profile: str) -> pd.DataFrame:
         raise FileNotFoundError(f"{len(missing)} runs have no evaluation rows (e.g. {missing[0]}): "
                                 f"make evaluate PROFILE={profile}")
     df = pd.concat([by_run[(r.task, r.method, r.variant, r.seed)] for r in rs], ignore_index=True)[EVAL_COLUMNS]
+    schema.validate(df, schema.EVALUATION, "the aggregated evaluation rows", profile)
     zs_prov = read_json(paths.results_dir(profile) / "zero_shot.csv.provenance.json") or {}
-    prov = provenance.collect(cfg, stage="03_evaluate", runs=len(rs), zero_shot_model=zs_prov.get("model_state"))
+    prov = provenance.collect(cfg, stage="03_evaluate", runs=len(rs), zero_shot_model=zs_prov.get("model_state"),
+                              flips="n_lost: images of the split the zero-shot model classified correctly and the "
+                                    "run wrongly; n_won: the reverse (exact McNemar: binomial test of n_won "
+                                    "among n_won + n_lost at 1/2)",
+                              inputs=inputs)
     write_csv(df, paths.results_dir(profile) / "evaluation.csv", prov)
     return df
 

@@ -2,39 +2,73 @@
 
 One job per (task, method) unit (``python -m lib.pipeline.evaluate <profile> <task> <method>``,
 a Make target each, so ``make -j`` runs them in parallel) writes ``runs/<task>/<method>/evaluation.csv``;
-each run's rows are also cached in its ``eval.json``, keyed by its trained state and the data, so
-a changed run re-evaluates alone. ``notebooks/03_evaluate.ipynb`` gathers the units into
-``results/evaluation.csv`` (:func:`lib.pipeline.aggregate.aggregate_evaluation`).
+each run's rows are also cached in its ``eval.json``, keyed by its inputs (the full hash of its
+trained state, its request, the base model's state, the data's fingerprints and the zero-shot
+numbers its rows copy) and holding the hash of its own rows. A cache is reused only when its key
+matches, its rows match their recorded hash and fit the evaluation schema
+(:data:`lib.schema.EVALUATION`); otherwise the run is evaluated again and the log says which file
+and why, so a changed run re-evaluates alone and an edited cache never reaches a table.
+``notebooks/03_evaluate.ipynb`` gathers the units into ``results/evaluation.csv``
+(:func:`lib.pipeline.aggregate.aggregate_evaluation`).
+
+Each row also counts the images the run lost and won against the zero-shot model (``n_lost``,
+``n_won``: an exact McNemar test's discordant pairs); the zero-shot model's predictions are checked
+against ``results/zero_shot.csv`` (a mismatch means that table is not this base model's on this
+data, and is refused).
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from .. import config, paths
+from .. import config, paths, schema
+from ..config import ConfigError
 from ..data import source_for
-from ..io import read_json, write_csv, write_json
+from ..io import content_hash, file_sha256, read_json, write_csv, write_json
 from ..paths import RunId
 from ..progress import log
 
 STAGE = "03_evaluate"
-EVAL_VERSION = 3
+EVAL_VERSION = 4  # 4: n_lost / n_won, rows hashed, zero-shot inputs in the key
 
 
 def zero_shot_rows(profile: str) -> dict:
+    """``results/zero_shot.csv`` by (task, domain), validated (:data:`lib.schema.ZERO_SHOT`)."""
     f = paths.results_dir(profile) / "zero_shot.csv"
     if not f.exists():
         raise FileNotFoundError(f"{f} is missing: run the zero-shot stage first (make zero-shot PROFILE={profile})")
-    zs = pd.read_csv(f)
+    zs = schema.read_table(f, schema.ZERO_SHOT, profile)
     return {(r["task"], r["domain"]): r for r in zs.to_dict("records")}
 
 
 def _file_hash(p: Path) -> str:
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16]
+    """sha256 of a run's state file (hex, 16 characters: the form the cache key has always used)."""
+    return file_sha256(p)[:16]
+
+
+def _cache_problem(cache, key: dict) -> str | None:
+    """Why a run's ``eval.json`` cannot be reused (None when it can)."""
+    if cache is None:
+        return "it is missing or does not parse"
+    if not isinstance(cache, dict) or not isinstance(cache.get("rows"), list):
+        return "it has no rows"
+    old = cache.get("key")
+    if old != key:
+        if not isinstance(old, dict):
+            return "it has no key"
+        diff = sorted(k for k in set(key) | set(old) if key.get(k) != old.get(k))
+        return f"it was made from other inputs ({', '.join(diff)} changed)"
+    if cache.get("rows_sha256") != content_hash(cache["rows"]):
+        return ("its rows do not match their recorded hash (edited or damaged)" if cache.get("rows_sha256")
+                else "it records no hash of its rows")
+    bad = schema.problems(pd.DataFrame(cache["rows"]), schema.EVALUATION)
+    if bad:
+        return "its rows do not fit the evaluation schema: " + "; ".join(bad)
+    return None
 
 
 def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_rows: dict,
@@ -46,12 +80,17 @@ def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_row
     meta = train.load_meta(rdir)
     state_fp = _file_hash(rdir / RunId.STATE)
     splits = eval_splits(source)
-    key = {"version": EVAL_VERSION, "state": state_fp, "request": meta.get("request_fingerprint"),
-           "base": base_state,
-           "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits}}
-    cache = read_json(rdir / "eval.json")
-    if isinstance(cache, dict) and cache.get("key") == key and isinstance(cache.get("rows"), list):
+    key = {"version": EVAL_VERSION, "state": state_fp, "state_sha256": file_sha256(rdir / RunId.STATE),
+           "request": meta.get("request_fingerprint"), "base": base_state,
+           "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits},
+           "zero_shot": content_hash({f"{t}/{d}": {k: zs_rows[(t, d)][k] for k in MEASURES} for t, d, _ in splits})}
+    cache_file = rdir / "eval.json"
+    cache = read_json(cache_file)
+    why = _cache_problem(cache, key)
+    if why is None:
         return CachedRows(cache["rows"])
+    if cache_file.exists():
+        log(f"re-evaluating {run.label}: {cache_file} is not reused: {why}")
     clf = train.load_run(base, rdir)  # builds a copy: the base model is never modified
     got = run_measures(clf, base, source, splits, profile, f"run:{state_fp}:{meta.get('request_fingerprint')}",
                        base_state, batch_size, num_workers)
@@ -59,15 +98,34 @@ def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_row
     for task, domain, _ in splits:
         n, m = got[(task, domain)]
         z = zs_rows[(task, domain)]
+        _check_zero_shot(profile, task, domain, n, z["acc"], m["n_correct_zero_shot"])
+        if m["n_correct_finetuned"] != round(n * m["acc"]):
+            raise RuntimeError(f"{run.label} on {task}/{domain}: the predictions give {m['n_correct_finetuned']} "
+                               f"correct of {n} but the accuracy is {m['acc']} (lib.evaluate.predictions and "
+                               f"lib.metrics.zero_shot_accuracy disagree)")
         row = {"train_task": meta["task"], "method": meta["method"], "variant": meta["variant"],
                "seed": meta["seed"], "eval_task": task, "eval_domain": domain,
                "schema": schema_of(meta["task"], task, domain, source.task(task).id_domain), "n_images": n}
         for k in MEASURES:
             row[f"{k}_zero_shot"] = z[k]
             row[f"{k}_finetuned"] = m[k]
+        row["n_lost"], row["n_won"] = m["n_lost"], m["n_won"]
         rows.append(row)
-    write_json(rdir / "eval.json", {"key": key, "rows": rows})
+    rows = json.loads(json.dumps(rows, default=str))  # as read back from eval.json
+    write_json(cache_file, {"key": key, "rows": rows, "rows_sha256": content_hash(rows)})
     return rows
+
+
+def _check_zero_shot(profile: str, task: str, domain: str, n: int, acc, n_correct: int) -> None:
+    """The zero-shot model's correct images (its cached embeddings, now) against the accuracy
+    ``results/zero_shot.csv`` records for the split: they must agree, or the flips would be
+    counted against another model than the table's."""
+    if round(n * float(acc)) != n_correct:
+        f = paths.results_dir(profile) / "zero_shot.csv"
+        raise ValueError(f"{f} records zero-shot accuracy {float(acc):.6g} on {task}/{domain} ({round(n * float(acc))} "
+                         f"of {n} images) but the base model's embeddings give {n_correct} correct: that table is "
+                         f"not this base model's on this data. Fix: delete it and rerun the zero-shot stage "
+                         f"(make zero-shot PROFILE={profile})")
 
 
 def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> pd.DataFrame:
@@ -77,7 +135,7 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     from .. import models
     from ..evaluate import EVAL_COLUMNS
     from .common import base_model
-    from .finetune import finished_row
+    from .finetune import finished_row, marker_problem
     from .grid import evaluation_units, runs
     started = time.time()
     profile = cfg["name"]
@@ -92,10 +150,11 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     if not rs:
         valid = ", ".join(f"{t}/{m}" for t, m in evaluation_units(runs(cfg)))
         raise ConfigError(f"({task}, {method}) is not an evaluation unit of profile {profile!r}; valid: {valid}")
-    missing = [r.label for r in rs if finished_row(profile, r) is None]
+    missing = [r for r in rs if finished_row(profile, r) is None]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. {missing[0]}): "
-                                f"make finetune PROFILE={profile}")
+        why = marker_problem(profile, missing[0])
+        raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. {missing[0].label}: "
+                                f"{why}): make finetune PROFILE={profile}")
     base = base_model(cfg)
     base_state = models.state_fingerprint(base.model)
     rows, timing = [], []
@@ -112,10 +171,22 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
             log(f"[{i}/{len(rs)}] evaluated {r.label} ({state})")
     df = pd.DataFrame(rows)[EVAL_COLUMNS]
     out = paths.unit_eval_csv(profile, task, method)
-    write_csv(df, out, float_format=None)
+    schema.validate(df, schema.EVALUATION, f"the evaluation rows of unit {task}/{method}", profile)
+    write_csv(df, out, {"unit": f"{task}/{method}", "eval_version": EVAL_VERSION,
+                        "inputs": {r.label: content_hash(x) for r, x in zip(rs, _by_run(rows, rs))}},
+              float_format=None)
     write_json(paths.unit_eval_timing(profile, task, method), {"unit": f"{task}/{method}", "start": started,
                                                  "end": time.time(), "runs": timing})
     return df
+
+
+def _by_run(rows: list[dict], rs: list[RunId]) -> list[list[dict]]:
+    """``rows`` split per run of ``rs`` (each run's rows, in order)."""
+    key = {(r.task, r.method, r.variant, r.seed): i for i, r in enumerate(rs)}
+    out = [[] for _ in rs]
+    for x in rows:
+        out[key[(x["train_task"], x["method"], x["variant"], x["seed"])]].append(x)
+    return out
 
 
 class CachedRows(list):
@@ -132,6 +203,8 @@ def main(argv=None) -> int:
 
     def work():
         config.check_profile_name(profile)
+        config.check_name(task, "task", key="the <task> argument")
+        config.check_name(method, "method", key="the <method> argument")
         evaluate_unit(setup(profile, STAGE, label=f"evaluate {task}/{method}"), task, method)
     return cli(work)
 

@@ -4,13 +4,25 @@ ID validation accuracy (:func:`choose_lr`), then the study's seeds and variants 
 
 A run is reused when its marker (``row.json``) parses, records the same request (task, method,
 variant, options, hyperparameters, seed, base model, code) and its state file has the recorded
-size; otherwise it is trained again. A new run is written completely into a temporary folder
+size; otherwise it is trained again.
+
+A marker is also verified by content when read (:func:`marker_problem`): every field of
+:data:`lib.schema.MARKER_FIELDS` present with its type and range (accuracy a finite number in
+[0, 1], ...), the run's identity that of its folder, and its numbers those of the run's
+``meta.json`` (request, trainable parameters, epochs and rate, divergence, the best epoch's
+validation accuracy in the training history). Markers written since reliability v3 also record
+the sha256 of the state file, of ``meta.json`` and of their own fields (``state_sha256``,
+``meta_sha256``, ``row_sha256``), which are checked when present; older markers have none and are
+verified by the checks above, so runs finished before stay reusable. A marker that fails is
+**not finished**: the fine-tuning unit trains the run again (the log names the file and why
+once), and the aggregate and the evaluation refuse with the same reason. A new run is written completely into a temporary folder
 first, the old marker is removed, the files are moved in and the new marker comes last, so a kill
 at any moment leaves either the old complete run or no marker.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -19,9 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import config, provenance
+from .. import config, provenance, schema
 from ..config import ConfigError
-from ..io import read_json, write_json
+from ..io import content_hash, file_sha256, read_json, write_json
 from ..paths import RunId
 from ..progress import log
 from .common import base_fingerprint, base_model, seed_everything
@@ -102,16 +114,81 @@ def request(run: RunId, hp: dict, opts: dict, base: str | dict, code: str) -> di
             "options": opts, "base_model": base, "code": code}
 
 
-def finished_row(profile: str, run: RunId, want: str | None = None) -> dict | None:
-    """The run's result row if it is complete (and made by request ``want``), else None."""
-    d = run.dir(profile)
-    row = read_json(run.marker(profile))
-    if not isinstance(row, dict) or (want is not None and row.get("request_fingerprint") != want):
-        return None
+MARKER_HASHES = ("state_sha256", "meta_sha256", "row_sha256")  # recorded by markers written since v3
+_REPORTED: set = set()
+
+
+def _check_marker(profile: str, run: RunId, want: str | None = None) -> tuple[dict | None, str | None, bool]:
+    """(row, None, _) for a finished run; else (None, why, damaged): ``damaged`` when the files are
+    there but invalid or inconsistent (not for a run that is merely absent or made for another
+    request)."""
+    d, f = run.dir(profile), run.marker(profile)
+    if not f.exists():
+        return None, f"{f} does not exist", False
+    row = read_json(f)
+    if row is None:
+        return None, f"{f} does not parse", True
+    bad = schema.record_problems(row, schema.MARKER_FIELDS)
+    if bad:
+        return None, f"{f}: " + "; ".join(bad), True
+    ident = [k for k in ("task", "method", "variant", "seed") if row[k] != getattr(run, k)]
+    if run.is_sweep and not math.isclose(row["lr"], run.lr, rel_tol=1e-9):
+        ident.append("lr")
+    if ident:
+        return None, f"{f}: {', '.join(f'{k} {row[k]!r}' for k in ident)} is not this run's ({run.label})", True
+    if row["best_epoch"] > row["epochs"]:
+        return None, f"{f}: best_epoch {row['best_epoch']} > epochs {row['epochs']}", True
+    if want is not None and row["request_fingerprint"] != want:
+        return None, f"{f} was made for another request (parameters, data, base model or code changed)", False
     meta = read_json(d / RunId.META)
     state = d / RunId.STATE
-    if meta is None or not state.exists() or state.stat().st_size != meta.get("state_bytes", state.stat().st_size):
-        return None
+    if not isinstance(meta, dict):
+        return None, f"{d / RunId.META} is missing or does not parse", True
+    if not state.exists():
+        return None, f"{state} is missing", True
+    if state.stat().st_size != meta.get("state_bytes", state.stat().st_size):
+        return None, f"{state} has {state.stat().st_size} bytes, meta.json recorded {meta.get('state_bytes')}", True
+    why = _meta_mismatch(row, meta)
+    if why:
+        return None, f"{f} disagrees with {d / RunId.META}: {why}", True
+    for k, got in (("state_sha256", lambda: file_sha256(state)), ("meta_sha256", lambda: file_sha256(d / RunId.META)),
+                   ("row_sha256", lambda: content_hash({x: v for x, v in row.items() if x != "row_sha256"}))):
+        if k in row and row[k] != got():
+            return None, f"{f}: {k} does not match the content (edited or damaged after the run was written)", True
+    return row, None, False
+
+
+def _meta_mismatch(row: dict, meta: dict) -> str | None:
+    """Where a marker's numbers differ from its run's meta.json (keys meta.json lacks are skipped)."""
+    pairs = [(k, meta.get(k)) for k in ("request_fingerprint", "trainable_params", "task", "method", "variant", "seed")]
+    hp = meta.get("hp") if isinstance(meta.get("hp"), dict) else {}
+    pairs += [("epochs", hp.get("epochs")), ("lr", hp.get("lr"))]
+    for k, v in pairs:
+        if v is not None and v != row[k]:
+            return f"{k} {row[k]!r} vs {v!r}"
+    if "nonfinite" in meta and bool(meta["nonfinite"]) != row["nonfinite"]:
+        return f"nonfinite {row['nonfinite']!r} vs {meta['nonfinite']!r}"
+    hist = meta.get("history")
+    if isinstance(hist, list) and row["best_epoch"] > 0:
+        best = [h.get("val_acc") for h in hist if isinstance(h, dict) and h.get("epoch") == row["best_epoch"]]
+        if best != [row["best_val_acc"]]:
+            return (f"best_val_acc {row['best_val_acc']!r} is not the validation accuracy of epoch "
+                    f"{row['best_epoch']} in the training history ({best[0] if best else 'no such epoch'!r})")
+    return None
+
+
+def marker_problem(profile: str, run: RunId, want: str | None = None) -> str | None:
+    """Why ``run`` is not a finished run (made by request ``want``), naming the file; None if it is."""
+    return _check_marker(profile, run, want)[1]
+
+
+def finished_row(profile: str, run: RunId, want: str | None = None) -> dict | None:
+    """The run's result row if it is complete and valid (and made by request ``want``), else None.
+    A damaged or edited run is logged once per process (file and reason) and counts as not finished."""
+    row, why, damaged = _check_marker(profile, run, want)
+    if damaged and why not in _REPORTED:
+        _REPORTED.add(why)
+        log(f"{run.label} is not reused: {why}")
     return row
 
 
@@ -370,6 +447,10 @@ def _commit(rdir: Path, write_files, row: dict) -> None:
             marker.unlink()
         for name in (RunId.STATE, RunId.META):
             os.replace(staged / name, rdir / name)
+        row = {k: v for k, v in row.items() if k not in MARKER_HASHES}
+        row["state_sha256"] = file_sha256(rdir / RunId.STATE)
+        row["meta_sha256"] = file_sha256(rdir / RunId.META)
+        row["row_sha256"] = content_hash(row)
         write_json(marker, row)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
