@@ -1,154 +1,324 @@
-"""``make verify``: does a fresh run reproduce the published tables and every claim's verdict?
+"""``make verify``: is the published run intact, self-consistent, and reproduced by a fresh run?
 
-``python -m lib.pipeline.verify <profile>`` compares the fresh tables of ``build/<profile>/figures/*.csv``
-and ``build/<profile>/results/*.csv`` with the published ones in ``paper_figures/`` (same file name,
-or under ``paper_figures/results/``) and reports, claim by claim from ``claims.csv``, whether every
-verdict is the same.  Exit status 1 when a verdict differs, a published table is missing from the
-fresh run, or a table is out of tolerance; 0 otherwise.
+``python -m lib.pipeline.verify <profile> [<published folder>]`` checks a build of the figures stage,
+``build/<profile>/figures/`` (and ``build/<profile>/results/``), against the published folder
+(default ``paper_figures/``), in five parts; exit status 1 when any fails, 0 otherwise:
 
-On the same machine (same kernels, same thread count) a fresh run gives the same bytes and every
-difference below is 0.  Across machines the pins of ``lib.determinism`` give the same bytes on any
-x86-64 processor with AVX2; what they cannot pin (another BLAS build, another thread count, a GPU)
-moves numbers by floating-point noise that fine-tuning amplifies, and that is what the tolerances
-allow.  They are stated here, once:
+1. **Manifests.** Every file listed in the published ``MANIFEST.json`` (and in the build's) is
+   present with its recorded sha256 and size, and no file is there unlisted (``lib.manifest``).
+2. **Recomputed.** The figures stage's tables are computed again, now, from the build's result
+   tables (``lib.analysis.compute`` + ``lib.analysis.save_tables`` into a temporary folder) and
+   compared with the build's figures (same inputs, same code: tolerance ``TOLERANCES["recomputed"]``,
+   exact) and with the published ones (``TOLERANCES["published"]``).  Every table the figures stage
+   writes must exist on both sides.  So a table edited in ``build/`` and ``paper_figures/`` alike,
+   or deleted from both, is caught.  Figures are not redrawn (their hashes are the manifest's).
+3. **Tables.** Every CSV of the build (``figures/``, ``results/``) is compared with the published
+   one of the same name (``paper_figures/`` or ``paper_figures/results/``); a published table the
+   build lacks fails.  Rows are matched by their full key (:data:`KEYS`, or derived when a table
+   is not listed there or its declared key no longer identifies a row), rows missing on either side
+   are reported, and numbers compared within :data:`TOLERANCES`.
+4. **Generated text.** ``claims.md`` (build and published) and the README's results block are
+   regenerated from the CSVs beside them with the project's own functions
+   (``lib.analysis.write_claims_md``, ``lib.pipeline.publish.update_readme`` on a copy of the
+   README) and must equal the files byte for byte; nothing is parsed, so any claims format works.
+5. **Verdicts.** Claim by claim (rows of ``claims.csv`` matched on their full key), the build's
+   verdict against the published one.  A flip between two decided verdicts (``holds`` /
+   ``does not hold``) fails.  A change between an undecided verdict (``inconclusive...``) and a
+   decided one fails too, unless ``claims.csv`` (either side) marks the claim ``near_threshold``:
+   then it is a warning (the statistic sits within noise of its threshold).
 
-* ``ABS_TOL`` -- bounded measures (accuracies, ACS, silhouettes, correlations, gaps and their CI
-  bounds live in [-1, 1] or [0, 1]): two numbers agree when they differ by at most 0.02, i.e. two
-  percentage points of accuracy (10 test images of 500 on ``mini``);
-* ``REL_TOL`` -- any number (losses, unbounded statistics): or when they differ by at most 2% of
-  the larger magnitude;
-* ``INT_TOL`` -- integer columns must match exactly, except the listed ones (``best_epoch`` may
-  move by one epoch);
-* numbers inside text cells (``claims.csv``'s ``value`` and ``why``) are compared the same way, the
-  words around them exactly;
-* ``IGNORED_COLUMNS`` -- timings and memory, which no two runs share.
+Tolerances (one dict, :data:`TOLERANCES`; a comparison kind -> table -> column -> :class:`Tol`, the
+most specific entry wins, ``"*"`` matches any):
 
-A verdict must be identical (``holds`` / ``does not hold`` / ``inconclusive``).  When the fresh
-``claims.csv`` has a ``near_threshold`` column, claims flagged there are reported as sitting
-within noise of their decision threshold; their verdict must still match.
+* ``"published"`` -- a fresh run against the published run.  Bounded measures (accuracies, ACS,
+  silhouettes, correlations, gaps and their CI bounds live in [-1, 1] or [0, 1]): two numbers agree
+  when they differ by at most 0.02 (two percentage points of accuracy, 10 test images of 500 on
+  ``mini``) or by at most 2% of the larger magnitude; integer columns exactly, ``best_epoch`` by
+  one epoch; numbers inside text cells (``value``, ``detail``) the same way, the words around them
+  exactly; timings and memory ignored, which no two runs share.
+* ``"recomputed"`` -- the same results through the same code on the same machine give the same
+  bytes (seeded bootstraps), so the recomputed tables must equal the build's exactly.
 """
 from __future__ import annotations
 
 import math
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import paths
+from .. import manifest, paths
 
-ABS_TOL = 0.02
-REL_TOL = 0.02
-INT_TOL = {"best_epoch": 1}
-IGNORED_COLUMNS = {"train_seconds", "peak_memory_mb", "seconds", "wall_seconds", "steps_per_second"}
-# Row keys per table (rows are matched on these; other tables are matched by position).
+
+@dataclass(frozen=True)
+class Tol:
+    """How two values of one column may differ: ``abs`` or ``rel`` (of the larger magnitude) for
+    numbers (and numbers inside text), ``int_slack`` for integer columns; ``ignore`` skips the column."""
+    abs: float = 0.0
+    rel: float = 0.0
+    int_slack: int = 0
+    ignore: bool = False
+
+
+IGNORED = Tol(ignore=True)
+_TIMINGS = {c: IGNORED for c in ("train_seconds", "peak_memory_mb", "seconds", "wall_seconds", "steps_per_second")}
+# The tolerance table, in one place: comparison kind -> table (file name) -> column -> Tol ("*": any).
+TOLERANCES: dict[str, dict[str, dict[str, Tol]]] = {
+    "published": {"*": {"*": Tol(abs=0.02, rel=0.02), "best_epoch": Tol(abs=0.02, rel=0.02, int_slack=1),
+                        **_TIMINGS}},
+    "recomputed": {"*": {"*": Tol(), **_TIMINGS}},
+}
+
+
+def tolerance(kind: str, table: str, column: str) -> Tol:
+    """The most specific entry of ``TOLERANCES[kind]`` for ``table``'s ``column``."""
+    t = TOLERANCES[kind]
+    for tab, col in ((table, column), (table, "*"), ("*", column), ("*", "*")):
+        if col in t.get(tab, {}):
+            return t[tab][col]
+    return Tol()
+
+
+# Row keys per table: rows are matched on these.  A table not listed (or whose declared key columns no
+# longer identify a row, e.g. after a column is added or dropped) gets a key derived from its
+# non-numeric columns (see ``row_key``).
 KEYS = {
     "zero_shot.csv": ["task", "domain", "split"],
     "finetune.csv": ["task", "method", "variant", "seed"],
     "evaluation.csv": ["train_task", "method", "variant", "seed", "eval_task", "eval_domain"],
-    "claims.csv": ["id"],
+    "lr_sweep.csv": ["task", "method", "lr", "seed"],
+    "claims.csv": ["id", "subset"],
+    "ablations.csv": ["method", "variant"],
+    "alignment.csv": ["method", "schema", "measure", "subset"],
+    "collapse.csv": ["method"],
+    "comparisons.csv": ["quantity", "method", "versus", "subset"],
+    "forgetting_spearman.csv": ["method", "subset"],
+    "forgetting_vs_ss.csv": ["method", "train_task", "subset"],
+    "gain_points.csv": ["method", "task", "domain", "subset"],
+    "headline.csv": ["method"],
+    "method_summary.csv": ["method", "quantity", "subset"],
+    "predictor_contrasts.csv": ["contrast", "method", "target", "form", "subset"],
+    "predictors.csv": ["measure", "method", "target", "form", "subset"],
+    "runs.csv": ["train_task", "method", "variant", "seed"],
+    "seed_aggregate.csv": ["train_task", "method", "variant", "eval_task", "eval_domain"],
+    "world_check.csv": ["task"],
+    "zero_shot_summary.csv": ["task", "domain"],
 }
 CLAIMS = "claims.csv"
-# Columns judged elsewhere: a claim's verdict (claim by claim, below) and the wording derived from it.
+CLAIMS_MD = "claims.md"
+DECIDED = ("holds", "does not hold")      # any other verdict ('inconclusive', '... (too few tasks)') is undecided
+# Columns of a fresh-vs-published comparison judged elsewhere: a claim's verdict (claim by claim) and its wording.
 SKIPPED_COLUMNS = {"claims.csv": {"verdict", "why", "near_threshold"}}
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
-def close(a: float, b: float) -> bool:
-    """Whether two numbers agree within the stated tolerances (NaN only equals NaN)."""
-    if isinstance(a, float) and math.isnan(a) or isinstance(b, float) and math.isnan(b):
-        return (isinstance(a, float) and math.isnan(a)) and (isinstance(b, float) and math.isnan(b))
+def _tol_default() -> Tol:
+    return tolerance("published", "*", "*")
+
+
+def close(a: float, b: float, tol: Tol | None = None) -> bool:
+    """Whether two numbers agree within ``tol`` (default: the published "*" tolerance; NaN only equals NaN)."""
+    tol = tol or _tol_default()
+    a_nan = isinstance(a, float) and math.isnan(a)
+    b_nan = isinstance(b, float) and math.isnan(b)
+    if a_nan or b_nan:
+        return a_nan and b_nan
     d = abs(a - b)
-    return d <= ABS_TOL + 1e-12 or d <= REL_TOL * max(abs(a), abs(b)) + 1e-12
+    return d <= tol.abs + 1e-12 or d <= tol.rel * max(abs(a), abs(b)) + 1e-12
 
 
 def _is_number(x) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
-def _text_close(a: str, b: str) -> bool:
+def _text_close(a: str, b: str, tol: Tol | None = None) -> bool:
+    """Same words, and numbers within ``tol`` pairwise."""
     if a == b:
         return True
     if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
         return False
-    return all(close(float(x), float(y)) for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
+    return all(close(float(x), float(y), tol) for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
 
 
+def _is_true(v) -> bool:
+    return not (v is None or (isinstance(v, float) and math.isnan(v))) and \
+        str(v).strip().lower() in ("true", "1", "1.0", "yes")
+
+
+# ----------------------------------------------------------------------------- row keys
+def _norm(v):
+    """A key cell as a hashable, comparable value (NaN -> None; numbers as float)."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if _is_number(v):
+        return float(v)
+    return str(v)
+
+
+def _duplicates(dfs, key: list[str]) -> int:
+    if not key:
+        return sum(max(len(d) - 1, 0) for d in dfs)
+    return sum(int(d[key].astype(object).where(d[key].notna(), None).duplicated().sum()) for d in dfs)
+
+
+def row_key(name: str, *dfs: pd.DataFrame, skip: set = frozenset()) -> tuple[list[str], str]:
+    """The columns that identify a row of table ``name`` in every frame of ``dfs``, and a note.
+
+    The declared key (``KEYS``) columns present in every frame; when they do not identify every row
+    (or none is declared), non-numeric columns are added greedily -- the one that leaves the fewest
+    duplicate keys, the one with the fewest distinct values on a tie -- until they do.  The note says
+    how the key was found ('' when declared and sufficient)."""
+    common = [c for c in dfs[0].columns if all(c in d.columns for d in dfs)]
+    declared = [k for k in KEYS.get(name, []) if k in common]
+    key, note = list(declared), ""
+    if _duplicates(dfs, key) == 0 and key:
+        return key, note
+    cands = [c for c in common if c not in key and c not in skip
+             and not any(pd.api.types.is_numeric_dtype(d[c]) or pd.api.types.is_bool_dtype(d[c]) for d in dfs)]
+    while _duplicates(dfs, key) and cands:
+        best = min(cands, key=lambda c: (_duplicates(dfs, key + [c]), max(d[c].nunique() for d in dfs)))
+        if _duplicates(dfs, key + [best]) >= _duplicates(dfs, key):
+            break
+        key.append(best)
+        cands.remove(best)
+    if key != declared:
+        note = f"rows matched on a derived key ({', '.join(key) or 'none'})"
+    if _duplicates(dfs, key):
+        note = (f"rows not identified by ({', '.join(key) or 'no column'}): rows with equal keys matched "
+                f"in order")
+    return key, note
+
+
+def _keyed_rows(df: pd.DataFrame, key: list[str]) -> dict:
+    """Key tuple (+ occurrence number among equal keys) -> row position."""
+    out, seen = {}, {}
+    for i, row in enumerate(zip(*(df[k] for k in key)) if key else ([()] * len(df))):
+        k = tuple(_norm(v) for v in row)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        out[(k, n)] = i
+    return out
+
+
+def _show_key(key: list[str], k: tuple) -> str:
+    (vals, n) = k
+    s = ", ".join(f"{c}={v}" for c, v in zip(key, vals)) if key else f"row {n + 1}"
+    return s + (f" #{n + 1}" if key and n else "")
+
+
+# ----------------------------------------------------------------------------- table comparison
 @dataclass
 class TableReport:
     name: str
     status: str                      # "identical", "within tolerance", "out of tolerance", "missing", ...
     max_abs_diff: float = 0.0
     problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    n_problems: int = 0
 
     @property
     def ok(self) -> bool:
         return self.status in ("identical", "within tolerance", "not published")
 
 
-def compare_tables(fresh: pd.DataFrame, published: pd.DataFrame, name: str, max_problems: int = 8) -> TableReport:
-    """Compare two versions of one table within the tolerances above."""
+def compare_tables(fresh: pd.DataFrame, published: pd.DataFrame, name: str, max_problems: int = 8,
+                   kind: str = "published", sides: tuple[str, str] = ("fresh", "published")) -> TableReport:
+    """Compare two versions of one table, rows matched on their full key, within ``TOLERANCES[kind]``."""
     rep = TableReport(name, "identical")
+    a_side, b_side = sides
 
     def problem(msg):
         rep.status = "out of tolerance"
+        rep.n_problems += 1
         if len(rep.problems) < max_problems:
             rep.problems.append(msg)
-    skip = IGNORED_COLUMNS | SKIPPED_COLUMNS.get(name, set())
-    cols_f = [c for c in fresh.columns if c not in skip]
-    cols_p = [c for c in published.columns if c not in skip]
+    skip = SKIPPED_COLUMNS.get(name, set()) if kind == "published" else set()
+    ignored = {c for c in {*fresh.columns, *published.columns} if tolerance(kind, name, c).ignore} | skip
+    cols_f = [c for c in fresh.columns if c not in ignored]
+    cols_p = [c for c in published.columns if c not in ignored]
     if set(cols_f) != set(cols_p):
-        problem(f"columns differ: only fresh {sorted(set(cols_f) - set(cols_p))}, "
-                f"only published {sorted(set(cols_p) - set(cols_f))}")
+        problem(f"columns differ: only {a_side} {sorted(set(cols_f) - set(cols_p))}, "
+                f"only {b_side} {sorted(set(cols_p) - set(cols_f))}")
         return rep
-    if len(fresh) != len(published):
-        problem(f"{len(fresh)} rows, published {len(published)}")
-        return rep
-    keys = [k for k in KEYS.get(name, []) if k in cols_p]
-    if keys:
-        fresh = fresh.sort_values(keys, kind="stable").reset_index(drop=True)
-        published = published.sort_values(keys, kind="stable").reset_index(drop=True)
-    else:
-        fresh, published = fresh.reset_index(drop=True), published.reset_index(drop=True)
-    for c in cols_p:
-        f, p = fresh[c], published[c]
-        for i in range(len(p)):
-            a, b = f.iat[i], p.iat[i]
-            where = f"row {i + 1}" + (" (" + ", ".join(f"{k}={published[k].iat[i]}" for k in keys) + ")" if keys else "")
+    key, note = row_key(name, fresh, published, skip=ignored)
+    if note:
+        rep.notes.append(note)
+    rows_f, rows_p = _keyed_rows(fresh, key), _keyed_rows(published, key)
+    for k in rows_p:
+        if k not in rows_f:
+            problem(f"row missing from {a_side}: {_show_key(key, k)}")
+    for k in rows_f:
+        if k not in rows_p:
+            problem(f"row missing from {b_side}: {_show_key(key, k)}")
+    for k, ip in rows_p.items():
+        if k not in rows_f:
+            continue
+        i_f = rows_f[k]
+        where = _show_key(key, k)
+        for c in cols_p:
+            if c in key:
+                continue
+            a, b = fresh[c].iat[i_f], published[c].iat[ip]
+            tol = tolerance(kind, name, c)
             a_na, b_na = pd.isna(a), pd.isna(b)
             if a_na or b_na:
                 if a_na != b_na:
-                    problem(f"{c} at {where}: {a!r} vs published {b!r}")
+                    problem(f"{c} at {where}: {a!r} vs {b_side} {b!r}")
                 continue
-            num = _is_number(a) and _is_number(b)
-            if num:
+            if _is_number(a) and _is_number(b):
                 a, b = float(a), float(b)
                 if a == b:
                     continue
                 rep.max_abs_diff = max(rep.max_abs_diff, abs(a - b))
-                ints = pd.api.types.is_integer_dtype(p.dtype) and pd.api.types.is_integer_dtype(f.dtype)
-                ok = abs(a - b) <= INT_TOL.get(c, 0) if ints else close(a, b)
+                ints = pd.api.types.is_integer_dtype(published[c].dtype) and pd.api.types.is_integer_dtype(fresh[c].dtype)
+                ok = abs(a - b) <= tol.int_slack if ints else close(a, b, tol)
                 if not ok:
-                    problem(f"{c} at {where}: {a:.6g} vs published {b:.6g} (|diff| {abs(a - b):.3g})")
+                    problem(f"{c} at {where}: {a:.6g} vs {b_side} {b:.6g} (|diff| {abs(a - b):.3g})")
                 elif rep.status == "identical":
                     rep.status = "within tolerance"
             else:
                 a, b = str(a), str(b)
                 if a == b:
                     continue
-                if _text_close(a, b):
+                if _text_close(a, b, tol):
                     diffs = [abs(float(x) - float(y)) for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b))]
                     rep.max_abs_diff = max([rep.max_abs_diff, *diffs])
                     if rep.status == "identical":
                         rep.status = "within tolerance"
                 else:
-                    problem(f"{c} at {where}: {a[:80]!r} vs published {b[:80]!r}")
+                    problem(f"{c} at {where}: {a[:80]!r} vs {b_side} {b[:80]!r}")
     return rep
 
 
+def compare_text(fresh: str, published: str, name: str, kind: str = "published",
+                 sides: tuple[str, str] = ("fresh", "published")) -> TableReport:
+    """Two versions of a generated text file (a Markdown table): same words, numbers within tolerance."""
+    rep = TableReport(name, "identical")
+    if fresh == published:
+        return rep
+    tol = tolerance(kind, name, "*")
+    fl, pl = fresh.splitlines(), published.splitlines()
+    if len(fl) != len(pl):
+        rep.status, rep.n_problems = "out of tolerance", 1
+        rep.problems.append(f"{len(fl)} lines in {sides[0]}, {len(pl)} in {sides[1]}")
+        return rep
+    for i, (a, b) in enumerate(zip(fl, pl)):
+        if a != b and not _text_close(a, b, tol):
+            rep.status = "out of tolerance"
+            rep.n_problems += 1
+            if len(rep.problems) < 3:
+                rep.problems.append(f"line {i + 1}: {a[:100]!r} vs {sides[1]} {b[:100]!r}")
+        elif a != b and rep.status == "identical":
+            rep.status = "within tolerance"
+    return rep
+
+
+# ----------------------------------------------------------------------------- claims
 @dataclass
 class ClaimReport:
     claim: str
@@ -160,79 +330,295 @@ class ClaimReport:
     def same(self) -> bool:
         return self.fresh == self.published
 
+    @property
+    def status(self) -> str:
+        """'ok', 'warn' (a near-threshold change between undecided and decided) or 'bad'."""
+        if self.same:
+            return "ok"
+        if self.fresh is None or self.published is None:
+            return "bad"
+        if self.fresh in DECIDED and self.published in DECIDED:
+            return "bad"
+        return "warn" if self.near_threshold else "bad"
+
 
 def compare_claims(fresh: pd.DataFrame, published: pd.DataFrame) -> list[ClaimReport]:
-    key = "id" if "id" in published.columns and "id" in fresh.columns else "claim"
-    fresh_by = {str(r[key]): r for _, r in fresh.iterrows()}
+    """Verdicts claim by claim, rows matched on the claims table's full key."""
+    for side, df in (("fresh", fresh), ("published", published)):
+        if "verdict" not in df.columns:
+            raise ValueError(f"the {side} {CLAIMS} has no 'verdict' column (columns: {list(df.columns)})")
+    key, _ = row_key(CLAIMS, fresh, published, skip={"verdict", "near_threshold", "why"})
+    rows_f, rows_p = _keyed_rows(fresh, key), _keyed_rows(published, key)
+
+    def label(k):
+        vals, n = k
+        s = str(vals[0]) if vals else f"row {n + 1}"
+        if len(vals) > 1:
+            s += " (" + ", ".join(str(v) for v in vals[1:]) + ")"
+        return s + (f" #{n + 1}" if vals and n else "")
+
+    def near(df, i):
+        return "near_threshold" in df.columns and _is_true(df["near_threshold"].iat[i])
     out = []
-    for _, r in published.iterrows():
-        k = str(r[key])
-        f = fresh_by.get(k)
-        near = False
-        if f is not None and "near_threshold" in fresh.columns:
-            near = str(f["near_threshold"]).strip().lower() in ("true", "1", "yes")
-        out.append(ClaimReport(k, str(r["verdict"]), None if f is None else str(f["verdict"]), near))
-    for k in fresh_by:
-        if k not in {c.claim for c in out}:
-            out.append(ClaimReport(k, "(not published)", str(fresh_by[k]["verdict"])))
+    for k, ip in rows_p.items():
+        i_f = rows_f.get(k)
+        out.append(ClaimReport(label(k), str(published["verdict"].iat[ip]),
+                               None if i_f is None else str(fresh["verdict"].iat[i_f]),
+                               near(published, ip) or (i_f is not None and near(fresh, i_f))))
+    for k, i_f in rows_f.items():
+        if k not in rows_p:
+            out.append(ClaimReport(label(k), None, str(fresh["verdict"].iat[i_f]), near(fresh, i_f)))
     return out
 
 
-def _published_counterpart(published_dir: Path, name: str) -> Path | None:
-    for p in (published_dir / name, published_dir / "results" / name):
-        if p.is_file():
-            return p
-    return None
+# ----------------------------------------------------------------------------- the checks
+@dataclass
+class Report:
+    """Lines of the report, failures and warnings."""
+    out: object
+    failures: int = 0
+    warnings: int = 0
+
+    def section(self, title: str):
+        print(title, file=self.out)
+
+    def ok(self, msg: str):
+        print(f"  ok   {msg}", file=self.out)
+
+    def bad(self, msg: str, details=()):
+        self.failures += 1
+        print(f"  BAD  {msg}", file=self.out)
+        for d in details:
+            print(f"         {d}", file=self.out)
+
+    def warn(self, msg: str, details=()):
+        self.warnings += 1
+        print(f"  WARN {msg}", file=self.out)
+        for d in details:
+            print(f"         {d}", file=self.out)
+
+    def table(self, rep: TableReport, label: str = ""):
+        name = f"{rep.name}{label}"
+        extra = f", max |diff| {rep.max_abs_diff:.3g}" if rep.status == "within tolerance" else ""
+        more = [f"... {rep.n_problems - len(rep.problems)} more"] if rep.n_problems > len(rep.problems) else []
+        if rep.ok:
+            self.ok(f"{name}: {rep.status}{extra}" + "".join(f" ({n})" for n in rep.notes))
+        else:
+            self.bad(f"{name}: {rep.status}", [*rep.notes, *rep.problems, *more])
 
 
-def verify(profile: str, published_dir: Path | None = None, out=sys.stdout) -> int:
-    """Compare ``build/<profile>`` with ``published_dir`` (default paper_figures/); returns the exit status."""
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def check_manifest(folder: Path, rep: Report) -> dict | None:
+    """Every listed file present with its hash and size, nothing unlisted; returns the manifest."""
+    try:
+        doc = manifest.read_manifest(folder)
+        problems = manifest.verify_manifest(folder)
+    except (OSError, ValueError) as exc:
+        rep.bad(f"{folder / manifest.MANIFEST_NAME}: cannot be read ({exc})")
+        return None
+    n = len(doc.get("files", []))
+    if problems:
+        rep.bad(f"{folder / manifest.MANIFEST_NAME}: {len(problems)} problems", problems[:8])
+    else:
+        rep.ok(f"{folder / manifest.MANIFEST_NAME}: {n} files, every hash matches")
+    return doc
+
+
+def recompute(results_dir: Path, out_dir: Path) -> dict:
+    """The figures stage's tables (not figures) from ``results_dir``, written to ``out_dir``."""
+    from .. import analysis
+    t = analysis.compute(analysis.load_results(Path(results_dir)))
+    analysis.save_tables(t, out_dir)
+    return t
+
+
+def _provenance(doc: dict | None) -> tuple[str | None, dict | None]:
+    """The profile and provenance ``write_claims_md`` was given, from a manifest's ``produced_by``
+    (``{"notebook": ..., "profile": ..., **provenance}``, + ``notebooks`` once published)."""
+    if not doc:
+        return None, None
+    pb = dict(doc.get("produced_by") or {})
+    profile = pb.get("profile")
+    return profile, {k: v for k, v in pb.items() if k not in ("notebook", "notebooks")}
+
+
+def _first_difference(a: str, b: str, sides=("regenerated", "file")) -> list[str]:
+    al, bl = a.splitlines(), b.splitlines()
+    for i in range(max(len(al), len(bl))):
+        x = al[i] if i < len(al) else "(end of text)"
+        y = bl[i] if i < len(bl) else "(end of text)"
+        if x != y:
+            return [f"first difference at line {i + 1}:", f"{sides[0]}: {x[:110]!r}", f"{sides[1]}: {y[:110]!r}"]
+    return ["they differ in line endings or whitespace"]
+
+
+def check_claims_md(folder: Path, doc: dict | None, rep: Report, tmp: Path):
+    """``<folder>/claims.md`` equals the one ``lib.analysis.write_claims_md`` writes from ``<folder>/claims.csv``."""
+    from .. import analysis
+    md, csv = folder / CLAIMS_MD, folder / CLAIMS
+    if not md.is_file() or not csv.is_file():
+        rep.bad(f"{md}: cannot check: missing {', '.join(str(p.name) for p in (md, csv) if not p.is_file())}")
+        return
+    profile, prov = _provenance(doc)
+    if profile is None:
+        rep.bad(f"{md}: cannot regenerate without the profile and provenance of {folder}/{manifest.MANIFEST_NAME}")
+        return
+    out = tmp / f"claims_md_{abs(hash(str(folder)))}"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        regenerated = analysis.write_claims_md(_read_csv(csv), out / CLAIMS_MD, profile, prov).read_text()
+    except Exception as exc:  # noqa: BLE001 - a claims table the code cannot render is a failure to report
+        rep.bad(f"{md}: cannot regenerate from {csv.name}: {type(exc).__name__}: {exc}")
+        return
+    if regenerated == md.read_text():
+        rep.ok(f"{md}: same as regenerated from {csv.name}")
+    else:
+        rep.bad(f"{md}: differs from the claims.md regenerated from {csv.name} (edited by hand, or stale)",
+                _first_difference(regenerated, md.read_text()))
+
+
+def check_readme(readme: Path, published_dir: Path, doc: dict | None, rep: Report, tmp: Path):
+    """The README's results block equals the one ``lib.pipeline.publish.update_readme`` writes from
+    the published tables (run on a copy of the README)."""
+    from . import publish
+    profile, _ = _provenance(doc)
+    if not Path(readme).is_file():
+        rep.bad(f"{readme}: no such file")
+        return
+    if profile is None:
+        rep.bad(f"{readme}: cannot regenerate its results block without the profile of "
+                f"{published_dir}/{manifest.MANIFEST_NAME}")
+        return
+    copy = tmp / "README.md"
+    shutil.copyfile(readme, copy)
+    t = {p.stem: _read_csv(p) for p in sorted(published_dir.glob("*.csv"))}
+    try:
+        publish.update_readme(t, profile, copy)
+    except Exception as exc:  # noqa: BLE001
+        rep.bad(f"{readme}: cannot regenerate its results block from {published_dir}: {type(exc).__name__}: {exc}")
+        return
+    a, b = copy.read_text(), Path(readme).read_text()
+    if a == b:
+        rep.ok(f"{readme}: results block same as regenerated from {published_dir}")
+    else:
+        rep.bad(f"{readme}: results block differs from the one regenerated from {published_dir}'s tables",
+                _first_difference(a, b))
+
+
+def _tables(folder: Path, pattern: str = "*.csv") -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.glob(pattern))} if folder.is_dir() else {}
+
+
+def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, readme: Path | None = None) -> int:
+    """Check ``build/<profile>`` against ``published_dir`` (default paper_figures/, whose README block
+    is then checked too; ``readme`` names another README); returns the exit status."""
+    default = published_dir is None
     published_dir = Path(published_dir or paths.PAPER_FIGURES)
+    if readme is None and default:
+        from .publish import README
+        readme = README
     pdir = paths.profile_dir(profile)
-    fresh_files = {p.name: p for d in ("results", "figures") for p in sorted((pdir / d).glob("*.csv"))}
-    published = sorted(p.name for p in [*published_dir.glob("*.csv"), *published_dir.glob("results/*.csv")])
-    if not published:
+    fig_dir, res_dir = paths.figures_dir(profile), paths.results_dir(profile)
+    build_figs, build_res = _tables(fig_dir), _tables(res_dir)
+    pub_figs, pub_res = _tables(published_dir), _tables(published_dir / "results")
+    if not published_dir.is_dir() or not (pub_figs or (published_dir / manifest.MANIFEST_NAME).exists()):
         print(f"error: no published tables in {published_dir}", file=out)
         return 1
-    if not fresh_files:
-        print(f"error: no fresh tables in {pdir}/figures or {pdir}/results: run `make reproduce PROFILE={profile}` "
-              f"first", file=out)
+    if not build_figs:
+        print(f"error: no fresh tables in {fig_dir}: run `make reproduce PROFILE={profile}` first", file=out)
         return 1
-    reports = []
-    for name in published:
-        if name not in fresh_files:
-            reports.append(TableReport(name, "missing", problems=[f"no fresh {name} in {pdir}"]))
-            continue
-        reports.append(compare_tables(pd.read_csv(fresh_files[name]),
-                                      pd.read_csv(_published_counterpart(published_dir, name)), name))
-    for name in sorted(set(fresh_files) - set(published)):
-        reports.append(TableReport(name, "not published"))
-    print(f"verify {profile}: {pdir} vs {published_dir} (tolerance: |diff| <= {ABS_TOL} or <= {REL_TOL:.0%} "
-          f"relative; see lib/pipeline/verify.py)", file=out)
-    for r in reports:
-        extra = f", max |diff| {r.max_abs_diff:.3g}" if r.status == "within tolerance" else ""
-        print(f"  {'ok ' if r.ok else 'BAD'} {r.name}: {r.status}{extra}", file=out)
-        for p in r.problems:
-            print(f"        {p}", file=out)
-    claims_ok = True
-    if CLAIMS in published:
-        if CLAIMS not in fresh_files:
-            print(f"  BAD claims: no fresh {CLAIMS}", file=out)
-            claims_ok = False
+    rep = Report(out)
+    print(f"verify {profile}: {pdir} vs {published_dir} (tolerances: TOLERANCES in lib/pipeline/verify.py)", file=out)
+
+    rep.section("manifests (every listed file present with its sha256):")
+    pub_doc = check_manifest(published_dir, rep)
+    build_doc = check_manifest(fig_dir, rep)
+
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmpname:
+        tmp = Path(tmpname)
+        rep.section(f"recomputed: the figures stage's tables from {res_dir}:")
+        rdir = tmp / "recomputed"
+        try:
+            recompute(res_dir, rdir)
+        except Exception as exc:  # noqa: BLE001 - whatever stops the recomputation is reported, and fails
+            rep.bad(f"cannot recompute from {res_dir}: {type(exc).__name__}: {exc}")
+            recomputed = {}
         else:
-            cl = compare_claims(pd.read_csv(fresh_files[CLAIMS]),
-                                pd.read_csv(_published_counterpart(published_dir, CLAIMS)))
-            print("claims:", file=out)
-            for c in cl:
-                near = " (near its threshold: within noise)" if c.near_threshold else ""
-                if c.same:
-                    print(f"  ok  {c.claim}: {c.published}{near}", file=out)
+            recomputed = {p.name: p for p in sorted(rdir.iterdir()) if p.is_file()}
+        n_same = {"build": 0, "published": 0}
+        for name, p in recomputed.items():
+            for label, folder, kind in (("build", fig_dir, "recomputed"), ("published", published_dir, "published")):
+                other = folder / name
+                if not other.is_file():
+                    rep.bad(f"{name}: written by the figures stage but missing from {folder}")
+                    continue
+                if p.suffix == ".csv":
+                    r = compare_tables(_read_csv(p), _read_csv(other), name, kind=kind, sides=("recomputed", label))
                 else:
-                    print(f"  BAD {c.claim}: published {c.published!r}, fresh {c.fresh!r}{near}", file=out)
-            claims_ok = all(c.same for c in cl)
-    ok = claims_ok and all(r.ok for r in reports)
-    print(f"verify {profile}: {'PASS' if ok else 'FAIL'}"
-          f"{'' if claims_ok else ' (a verdict differs)'}", file=out)
+                    r = compare_text(p.read_text(), other.read_text(), name, kind=kind, sides=("recomputed", label))
+                if r.ok:
+                    n_same[label] += 1
+                else:
+                    rep.table(r, f" (recomputed vs {label})")
+        if recomputed:
+            rep.ok(f"{len(recomputed)} files recomputed: {n_same['build']} equal to {fig_dir}, "
+                   f"{n_same['published']} within tolerance of {published_dir}")
+
+        rep.section("tables (build vs published):")
+        for sub, fresh, pub in (("", build_figs, pub_figs), ("results/", build_res, pub_res)):
+            for name in sorted(set(fresh) | set(pub)):
+                if name not in fresh:
+                    rep.bad(f"{sub}{name}: published but missing from {fig_dir if not sub else res_dir}")
+                elif name not in pub:
+                    if not sub and name not in recomputed:
+                        rep.ok(f"{name}: not published")
+                    elif sub:
+                        rep.ok(f"{sub}{name}: not published")
+                    else:   # written by the figures stage, so it belongs in the published folder
+                        rep.bad(f"{name}: missing from {published_dir}")
+                else:
+                    rep.table(compare_tables(_read_csv(fresh[name]), _read_csv(pub[name]), f"{sub}{name}",
+                                             sides=("build", "published")))
+
+        rep.section("generated text (regenerated from the CSVs with the project's functions):")
+        check_claims_md(fig_dir, build_doc, rep, tmp)
+        check_claims_md(published_dir, pub_doc, rep, tmp)
+        if readme is not None:
+            check_readme(Path(readme), published_dir, pub_doc, rep, tmp)
+        else:
+            print(f"  --   README results block not checked ({published_dir} is not paper_figures/)", file=out)
+
+    rep.section(f"claims (build vs published; a decided verdict that flips fails):")
+    if CLAIMS not in build_figs or CLAIMS not in pub_figs:
+        rep.bad(f"{CLAIMS}: missing from {fig_dir if CLAIMS not in build_figs else published_dir}")
+    else:
+        try:
+            claims = compare_claims(_read_csv(build_figs[CLAIMS]), _read_csv(pub_figs[CLAIMS]))
+        except ValueError as exc:
+            rep.bad(f"{CLAIMS}: {exc}")
+            claims = []
+        same = [c for c in claims if c.status == "ok"]
+        if same:
+            rep.ok(f"{len(same)} of {len(claims)} verdicts the same: " + ", ".join(
+                f"{n} {v}" for v, n in pd.Series([c.published for c in same]).value_counts(sort=False).items()))
+        for c in claims:
+            near = " (near its threshold: within noise)" if c.near_threshold else ""
+            if c.status == "ok":
+                continue
+            elif c.status == "warn":
+                rep.warn(f"{c.claim}: published {c.published!r}, build {c.fresh!r}{near}")
+            elif c.fresh is None or c.published is None:
+                rep.bad(f"{c.claim}: only in {'the build' if c.published is None else 'the published table'} "
+                        f"({c.published or c.fresh})")
+            else:
+                rep.bad(f"{c.claim}: published {c.published!r}, build {c.fresh!r}{near} -- a verdict differs")
+    ok = rep.failures == 0
+    warn = f", {rep.warnings} warning{'s' if rep.warnings != 1 else ''}" if rep.warnings else ""
+    print(f"verify {profile}: {'PASS' if ok else 'FAIL'} ({rep.failures} failure{'s' if rep.failures != 1 else ''}"
+          f"{warn})", file=out)
     return 0 if ok else 1
 
 
