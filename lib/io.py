@@ -78,11 +78,12 @@ _FILE_HASHES: dict = {}
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes; remembered per (path, size, mtime) within a process, so a
-    reader that checks the same large file many times reads it once."""
+    """sha256 (hex) of a file's bytes; remembered per (path, inode, size, mtime, ctime) within a
+    process, so a reader that checks the same large file many times reads it once (a file replaced
+    or rewritten since has another inode or time stamp and is read again)."""
     path = Path(path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _FILE_HASHES:
         h = hashlib.sha256()
         with open(path, "rb") as f:

@@ -132,3 +132,15 @@ def test_cached_equals_bare_encode_loop(bundle, build):
     with torch.no_grad():
         one = bundle.model.encode_image(ds.batch(np.arange(N))[0], normalize=True).numpy()
     assert np.abs(cached - one).max() <= 1e-5
+
+
+def test_file_hash_is_remembered_only_while_the_file_is_unchanged(tmp_path):
+    """lib.io.file_sha256 reads a file once per process while it is unchanged; a replaced file
+    (atomic write: another inode) is read again."""
+    from lib import io
+    f = tmp_path / "state.bin"
+    io.write_bytes(f, b"a" * 64)
+    first = io.file_sha256(f)
+    assert first == hashlib.sha256(b"a" * 64).hexdigest() and io.file_sha256(f) == first
+    io.write_bytes(f, b"b" * 64)                       # same size, same second
+    assert io.file_sha256(f) == hashlib.sha256(b"b" * 64).hexdigest()

@@ -105,9 +105,10 @@ def test_new_markers_hash_their_files_and_themselves(run):
     assert finished_row("p", run) is None                                   # row_sha256
     run.marker("p").write_text(marker)
     assert finished_row("p", run) is not None
-    (d / RunId.STATE).write_bytes(b"y" * 100)                               # same size, other bytes
+    io.write_bytes(d / RunId.STATE, b"y" * 100)                             # same size, other bytes
     assert finished_row("p", run) is None
-    (d / RunId.STATE).write_bytes(state)
+    io.write_bytes(d / RunId.STATE, state)
+    assert finished_row("p", run) is not None
     io.write_json(d / RunId.META, {**META, "note": "edited"})               # meta.json edited
     assert finished_row("p", run) is None
 
