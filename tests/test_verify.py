@@ -1,14 +1,22 @@
-"""make verify's backend on small synthetic tables: tolerances, verdicts, missing tables, exit status."""
+"""make verify: tolerances, keyed rows and verdicts on small synthetic tables; then the whole check on a
+build and a published folder made from the golden result tables, tampered with in each way it must catch."""
 import io
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from lib import analysis, manifest
+from lib.pipeline import publish
 from lib.pipeline import verify as V
 
-CLAIMS = pd.DataFrame({"id": ["1", "2a"], "claim": ["ss tracks difficulty", "BitFit forgets most"],
-                       "value": ["rho = +0.176 [-0.563, +0.793]", "BitFit +8.4 [+7.5, +9.4]"],
-                       "verdict": ["inconclusive", "does not hold"], "why": ["CI contains 0", "CIs separate"]})
+GOLDEN = Path(__file__).parent / "data" / "golden"
+CLAIMS = pd.DataFrame({"id": ["1", "1", "2a", "2a"], "claim": ["ss tracks difficulty"] * 2 + ["BitFit forgets most"] * 2,
+                       "subset": ["all runs", "without collapsed runs"] * 2,
+                       "value": ["rho = +0.176 [-0.563, +0.793]", "rho = +0.2", "BitFit +8.4 [+7.5, +9.4]", "+8.0"],
+                       "verdict": ["inconclusive", "holds", "does not hold", "does not hold"],
+                       "near_threshold": [True, False, False, False]})
 ZS = pd.DataFrame({"task": ["objects", "objects", "digits"], "domain": ["photo", "sketch", "ink"],
                    "split": ["test"] * 3, "n_images": [60, 60, 60], "acc": [0.5, 0.25, 0.9],
                    "acs": [0.21, 0.19, 0.3], "data_fingerprint": ["a1", "b2", "c3"]})
@@ -16,113 +24,282 @@ FT = pd.DataFrame({"task": ["objects"], "method": ["lora"], "variant": ["default
                    "best_epoch": [3], "best_val_acc": [0.8], "train_seconds": [12.5]})
 
 
-def publish(folder, claims=CLAIMS, zs=ZS, ft=FT):
-    (folder / "results").mkdir(parents=True, exist_ok=True)
-    claims.to_csv(folder / "claims.csv", index=False)
-    zs.to_csv(folder / "results" / "zero_shot.csv", index=False)
-    ft.to_csv(folder / "results" / "finetune.csv", index=False)
-
-
-@pytest.fixture
-def dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
-    pub = tmp_path / "published"
-    publish(pub)
-    fresh = tmp_path / "build" / "smoke"
-    (fresh / "figures").mkdir(parents=True)
-    (fresh / "results").mkdir(parents=True)
-    return pub, fresh
-
-
-def write_fresh(fresh, claims=CLAIMS, zs=ZS, ft=FT):
-    claims.to_csv(fresh / "figures" / "claims.csv", index=False)
-    zs.to_csv(fresh / "results" / "zero_shot.csv", index=False)
-    ft.to_csv(fresh / "results" / "finetune.csv", index=False)
-
-
-def run(pub):
-    out = io.StringIO()
-    rc = V.verify("smoke", pub, out=out)
-    return rc, out.getvalue()
-
-
-def test_identical_run_passes(dirs):
-    pub, fresh = dirs
-    write_fresh(fresh)
-    rc, text = run(pub)
-    assert rc == 0, text
-    assert "zero_shot.csv: identical" in text and "ok  1: inconclusive" in text and "PASS" in text
-
-
-def test_noise_within_tolerance_passes_and_is_reported(dirs):
-    pub, fresh = dirs
+# ----------------------------------------------------------------------------- tables and claims, synthetic
+def test_noise_within_tolerance_and_row_order():
     zs = ZS.copy()
     zs.loc[1, "acc"] += 0.0167          # one test image of 60
     zs.loc[0, "acs"] += 1e-6
-    cl = CLAIMS.copy()
-    cl.loc[0, "value"] = "rho = +0.180 [-0.560, +0.800]"
+    r = V.compare_tables(zs.iloc[::-1], ZS, "zero_shot.csv")    # row order does not matter
+    assert r.ok and r.status == "within tolerance" and abs(r.max_abs_diff - 0.0167) < 1e-9, r
     ft = FT.copy()
     ft.loc[0, "train_seconds"] = 99.0   # timings are ignored
     ft.loc[0, "best_epoch"] = 4         # one epoch of slack
-    write_fresh(fresh, claims=cl, zs=zs.iloc[::-1], ft=ft)   # row order does not matter for keyed tables
-    rc, text = run(pub)
-    assert rc == 0, text
-    assert "zero_shot.csv: within tolerance, max |diff| 0.0167" in text and "claims.csv: within tolerance" in text
+    assert V.compare_tables(ft, FT, "finetune.csv").ok
+    cl = CLAIMS.copy()
+    cl.loc[0, "value"] = "rho = +0.180 [-0.560, +0.800]"
+    assert V.compare_tables(cl, CLAIMS, "claims.csv").status == "within tolerance"
+    assert V.compare_tables(ZS, ZS, "zero_shot.csv").status == "identical"
 
 
 @pytest.mark.parametrize("change,match", [
-    (lambda zs, ft, cl: zs.__setitem__("acc", zs["acc"] + [0, 0.05, 0]), r"acc at row .*sketch.*0.3 vs published 0.25"),
-    (lambda zs, ft, cl: zs.__setitem__("n_images", [60, 59, 60]), r"n_images at row"),
-    (lambda zs, ft, cl: zs.__setitem__("data_fingerprint", ["a1", "xx", "c3"]), r"data_fingerprint at row"),
-    (lambda zs, ft, cl: ft.__setitem__("best_epoch", [5]), r"best_epoch at row 1"),
-    (lambda zs, ft, cl: cl.__setitem__("value", ["rho = +0.300 [-0.563, +0.793]", CLAIMS.loc[1, "value"]]),
-     r"value at row 1 \(id=1\)"),
+    (lambda zs, ft, cl: zs.__setitem__("acc", zs["acc"] + [0, 0.05, 0]),
+     "acc at task=objects, domain=sketch, split=test: 0.3 vs published 0.25"),
+    (lambda zs, ft, cl: zs.__setitem__("n_images", [60, 59, 60]), "n_images at task=objects, domain=sketch"),
+    (lambda zs, ft, cl: zs.__setitem__("data_fingerprint", ["a1", "xx", "c3"]), "data_fingerprint at"),
+    (lambda zs, ft, cl: ft.__setitem__("best_epoch", [5]), "best_epoch at task=objects, method=lora"),
+    (lambda zs, ft, cl: cl.__setitem__("value", ["rho = +0.300 [-0.563, +0.793]", *CLAIMS["value"][1:]]),
+     "value at id=1, subset=all runs"),
 ])
-def test_out_of_tolerance_fails(dirs, change, match):
-    pub, fresh = dirs
+def test_out_of_tolerance_fails(change, match):
     zs, ft, cl = ZS.copy(), FT.copy(), CLAIMS.copy()
     change(zs, ft, cl)
-    write_fresh(fresh, claims=cl, zs=zs, ft=ft)
-    rc, text = run(pub)
-    assert rc == 1 and "out of tolerance" in text and "FAIL" in text, text
-    assert pd.Series([text]).str.contains(match).all(), text
+    reps = [V.compare_tables(zs, ZS, "zero_shot.csv"), V.compare_tables(ft, FT, "finetune.csv"),
+            V.compare_tables(cl, CLAIMS, "claims.csv")]
+    bad = [r for r in reps if not r.ok]
+    assert len(bad) == 1 and bad[0].status == "out of tolerance", reps
+    assert any(match in p for p in bad[0].problems), bad[0].problems
 
 
-def test_a_flipped_verdict_fails_claim_by_claim(dirs):
-    pub, fresh = dirs
-    cl = CLAIMS.copy()
-    cl["verdict"] = ["does not hold", "does not hold"]
-    cl["near_threshold"] = [True, False]
-    write_fresh(fresh, claims=cl)
-    rc, text = run(pub)
-    assert rc == 1, text
-    assert "BAD 1: published 'inconclusive', fresh 'does not hold' (near its threshold: within noise)" in text
-    assert "ok  2a: does not hold" in text and "a verdict differs" in text
+def test_rows_missing_on_either_side_are_named():
+    r = V.compare_tables(ZS.drop(index=1), ZS.drop(index=2), "zero_shot.csv")
+    assert not r.ok
+    assert "row missing from fresh: task=objects, domain=sketch, split=test" in r.problems
+    assert "row missing from published: task=digits, domain=ink, split=test" in r.problems
 
 
-def test_missing_table_and_missing_run(dirs):
-    pub, fresh = dirs
-    rc, text = run(pub)
-    assert rc == 1 and "run `make reproduce PROFILE=smoke` first" in text
-    write_fresh(fresh)
-    (fresh / "results" / "finetune.csv").unlink()
-    rc, text = run(pub)
-    assert rc == 1 and "BAD finetune.csv: missing" in text
+def test_changed_columns_fail():
+    r = V.compare_tables(ZS.rename(columns={"acs": "acs_new"}), ZS, "zero_shot.csv")
+    assert not r.ok and "columns differ: only fresh ['acs_new'], only published ['acs']" in r.problems
 
 
-def test_changed_columns_fail(dirs):
-    pub, fresh = dirs
-    write_fresh(fresh, zs=ZS.rename(columns={"acs": "acs_new"}))
-    rc, text = run(pub)
-    assert rc == 1 and "columns differ: only fresh ['acs_new'], only published ['acs']" in text
+def test_claims_with_several_rows_per_id_match_on_the_full_key():
+    """Two subsets per id, rows in another order: no verdict differs (matching by id alone flipped them)."""
+    cl = CLAIMS.iloc[[3, 1, 2, 0]]
+    assert [c.status for c in V.compare_claims(cl, CLAIMS)] == ["ok"] * 4
+    assert V.compare_tables(cl, CLAIMS, "claims.csv").status == "identical"
+
+
+def test_key_derived_when_the_declared_one_no_longer_identifies_rows():
+    """Another claims format: no `subset`, new columns (ci_method, p_holm): the key becomes (id, ci_method)."""
+    new = CLAIMS.drop(columns="subset").assign(ci_method=["bca", "percentile"] * 2, p_holm=[0.5, 0.01, 0.2, 0.3])
+    key, note = V.row_key("claims.csv", new, new)
+    assert key == ["id", "ci_method"] and "derived" in note
+    assert V.compare_tables(new.iloc[::-1], new, "claims.csv").status == "identical"
+    flipped = new.copy()
+    flipped.loc[1, "verdict"] = "does not hold"
+    bad = [c for c in V.compare_claims(flipped, new) if c.status != "ok"]
+    assert [(c.claim, c.published, c.fresh, c.status) for c in bad] == [("1 (percentile)", "holds", "does not hold", "bad")]
+
+
+@pytest.mark.parametrize("published,fresh,near,status", [
+    ("holds", "does not hold", True, "bad"),            # decided on both sides: a flip fails, near or not
+    ("inconclusive", "holds", False, "bad"),            # undecided <-> decided away from the threshold
+    ("inconclusive", "holds", True, "warn"),            # ... near it: a warning
+    ("does not hold", "inconclusive (too few tasks)", True, "warn"),
+    ("holds", "holds", False, "ok"),
+])
+def test_verdict_changes(published, fresh, near, status):
+    pub = CLAIMS.iloc[:1].assign(verdict=published, near_threshold=False)
+    fr = pub.assign(verdict=fresh, near_threshold=near)
+    assert [c.status for c in V.compare_claims(fr, pub)] == [status]
+    assert [c.status for c in V.compare_claims(fr.drop(columns="near_threshold"), pub)] == \
+        [status if status != "warn" else "bad"]   # no near_threshold column: nothing is near
+
+
+def test_a_claim_missing_on_one_side_fails():
+    got = V.compare_claims(CLAIMS.iloc[1:], CLAIMS)
+    assert [(c.claim, c.fresh, c.status) for c in got if c.status != "ok"] == [("1 (all runs)", None, "bad")]
 
 
 def test_close():
-    assert V.close(0.5, 0.5 + V.ABS_TOL) and not V.close(0.5, 0.5 + 2 * V.ABS_TOL)
-    assert V.close(1000.0, 1000.0 * (1 + V.REL_TOL)) and not V.close(1000.0, 1100.0)
+    tol = V.tolerance("published", "zero_shot.csv", "acc")
+    assert V.close(0.5, 0.5 + tol.abs) and not V.close(0.5, 0.5 + 2 * tol.abs)
+    assert V.close(1000.0, 1000.0 * (1 + tol.rel)) and not V.close(1000.0, 1100.0)
     assert V.close(float("nan"), float("nan")) and not V.close(float("nan"), 0.0)
+    assert V.tolerance("published", "finetune.csv", "best_epoch").int_slack == 1
+    assert V.tolerance("published", "finetune.csv", "train_seconds").ignore
+    assert not V.close(0.5, 0.5 + 1e-9, V.tolerance("recomputed", "headline.csv", "id_gain"))
 
 
 def test_cli_refuses_a_bad_profile(capsys):
     assert V.main([""]) == 2
     assert "valid profiles" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the whole check, golden tables
+PROV = {"profile": "smoke", "git": {"commit": "0" * 40, "dirty": False}, "device": "cpu (test)"}
+
+
+@pytest.fixture(scope="module")
+def golden_build(tmp_path_factory):
+    """build/smoke/{results,figures} of the figures stage's tables (no figures drawn) from the golden
+    result tables; computed once."""
+    root = tmp_path_factory.mktemp("golden_build") / "smoke"
+    res, fig = root / "results", root / "figures"
+    res.mkdir(parents=True)
+    for name in ("zero_shot.csv", "finetune.csv", "evaluation.csv"):
+        shutil.copy(GOLDEN / name, res / name)
+    t = analysis.compute(analysis.load_results(res))
+    analysis.save_tables(t, fig)
+    (fig / "tradeoff.png").write_bytes(b"not really a png")     # a figure: checked by its hash only
+    analysis.write_claims_md(t["claims"], fig / "claims.md", "smoke", PROV)   # + MANIFEST.json, as the stage does
+    return root
+
+
+@pytest.fixture(scope="module")
+def golden_recomputed(golden_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("golden_recomputed")
+    V.recompute(golden_build / "results", out)
+    return out
+
+
+@pytest.fixture
+def fast_recompute(golden_build, golden_recomputed, monkeypatch):
+    """The recomputation of the (untouched) golden results, done once: for the tests that tamper
+    elsewhere (each recomputation takes seconds); the others run the real one."""
+    real = V.recompute
+
+    def cached(results_dir, out_dir):
+        if any((Path(results_dir) / n).read_bytes() != (golden_build / "results" / n).read_bytes()
+               for n in ("zero_shot.csv", "finetune.csv", "evaluation.csv")):
+            return real(results_dir, out_dir)
+        shutil.copytree(golden_recomputed, out_dir)
+    monkeypatch.setattr(V, "recompute", cached)
+
+
+@pytest.fixture
+def pair(golden_build, tmp_path, monkeypatch):
+    """A fresh copy: build/smoke/ and a published folder made from it as publish does (manifest with
+    'notebooks'), and a README whose results block publish wrote."""
+    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
+    build = tmp_path / "build" / "smoke"
+    shutil.copytree(golden_build, build)
+    pub = tmp_path / "paper_figures"
+    shutil.copytree(build / "figures", pub)
+    manifest.write_manifest(pub, {**manifest.read_manifest(pub)["produced_by"], "notebooks": []})
+    readme = tmp_path / "README.md"
+    readme.write_text("# Study\n\n## Results\n\n<!-- results:begin -->\n<!-- results:end -->\n\nMore text.\n")
+    publish.update_readme({p.stem: pd.read_csv(p) for p in pub.glob("*.csv")}, "smoke", readme)
+    return build, pub, readme
+
+
+def run(pair):
+    build, pub, readme = pair
+    out = io.StringIO()
+    rc = V.verify("smoke", pub, out=out, readme=readme)
+    return rc, out.getvalue()
+
+
+def resign(folder):
+    """Rewrite a folder's manifest after a tampering, so that only the other checks can catch it."""
+    manifest.write_manifest(folder, manifest.read_manifest(folder)["produced_by"])
+
+
+def edit_csv(path, fn):
+    df = pd.read_csv(path)
+    fn(df).to_csv(path, index=False, float_format="%.6g")
+
+
+def test_untouched_pair_passes(pair):
+    rc, text = run(pair)
+    assert rc == 0, text
+    assert "verify smoke: PASS (0 failures)" in text
+    assert "every hash matches" in text and "claims.md: same as regenerated from claims.csv" in text
+    assert "results block same as regenerated" in text and "BAD" not in text
+
+
+@pytest.mark.parametrize("resigned", [False, True])
+def test_deleted_published_csv_fails(fast_recompute, pair, resigned):
+    build, pub, _ = pair
+    (pub / "comparisons.csv").unlink()
+    if resigned:
+        resign(pub)
+    rc, text = run(pair)
+    assert rc == 1 and "FAIL" in text, text
+    if not resigned:
+        assert "listed but missing: comparisons.csv" in text
+    assert f"comparisons.csv: written by the figures stage but missing from {pub}" in text
+    assert f"comparisons.csv: missing from {pub}" in text
+
+
+@pytest.mark.parametrize("where", ["published", "build"])
+def test_edited_claims_md_verdict_fails(fast_recompute, pair, where):
+    build, pub, _ = pair
+    folder = pub if where == "published" else build / "figures"
+    md = folder / "claims.md"
+    text = md.read_text()
+    assert "**does not hold**" in text
+    md.write_text(text.replace("**does not hold**", "**holds**", 1))
+    resign(folder)
+    rc, out = run(pair)
+    assert rc == 1, out
+    assert f"BAD  {md}: differs from the claims.md regenerated from claims.csv" in out
+    assert "every hash matches" in out     # the manifest was rewritten: only the regeneration catches it
+
+
+def test_edited_readme_block_fails(fast_recompute, pair):
+    *_, readme = pair
+    readme.write_text(readme.read_text().replace("**does not hold**", "**holds**", 1))
+    rc, out = run(pair)
+    assert rc == 1 and f"BAD  {readme}: results block differs" in out, out
+
+
+def test_table_edited_in_both_build_and_published_fails(pair):
+    build, pub, _ = pair
+    for folder in (build / "figures", pub):
+        edit_csv(folder / "headline.csv", lambda d: d.assign(id_gain=d["id_gain"] + 0.5))
+        resign(folder)
+    rc, out = run(pair)
+    assert rc == 1, out
+    assert "headline.csv: identical" in out                      # build and published agree with each other
+    assert "BAD  headline.csv (recomputed vs build): out of tolerance" in out
+    assert "BAD  headline.csv (recomputed vs published): out of tolerance" in out
+
+
+def test_claims_verdict_edited_in_both_fails(pair):
+    build, pub, _ = pair
+    for folder in (build / "figures", pub):
+        edit_csv(folder / "claims.csv", lambda d: d.assign(verdict=d["verdict"].where(d["verdict"] != "holds", "does not hold")))
+        resign(folder)
+    rc, out = run(pair)
+    assert rc == 1, out
+    assert "BAD  claims.csv (recomputed vs build): out of tolerance" in out
+    assert "claims.md: differs from the claims.md regenerated" in out   # claims.md still says 'holds'
+
+
+def test_manifest_hash_mismatch_fails(fast_recompute, pair):
+    build, pub, _ = pair
+    (pub / "tradeoff.png").write_bytes(b"NOT really a png")        # same size, other bytes
+    rc, out = run(pair)
+    assert rc == 1 and "sha256 differs: tradeoff.png" in out, out
+
+
+def test_row_missing_fails(fast_recompute, pair):
+    build, pub, _ = pair
+    edit_csv(pub / "comparisons.csv", lambda d: d.iloc[1:])
+    resign(pub)
+    rc, out = run(pair)
+    assert rc == 1, out
+    first = pd.read_csv(build / "figures" / "comparisons.csv").iloc[0]
+    assert f"row missing from published: quantity={first['quantity']}, method={first['method']}" in out
+
+
+def test_within_tolerance_published_noise_passes(fast_recompute, pair):
+    """Another run's noise in the published tables (+0.001 on every accuracy gain, claims.md and
+    README regenerated by publish) passes; the build is untouched."""
+    build, pub, readme = pair
+    edit_csv(pub / "headline.csv", lambda d: d.assign(id_gain=d["id_gain"] + 0.001))
+    resign(pub)
+    publish.update_readme({p.stem: pd.read_csv(p) for p in pub.glob("*.csv")}, "smoke", readme)
+    rc, out = run(pair)
+    assert rc == 0, out
+    assert "headline.csv: within tolerance" in out
+
+
+def test_missing_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    ZS.to_csv(pub / "zero_shot.csv", index=False)
+    out = io.StringIO()
+    assert V.verify("smoke", pub, out=out) == 1 and "run `make reproduce PROFILE=smoke` first" in out.getvalue()

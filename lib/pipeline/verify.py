@@ -421,7 +421,8 @@ def check_manifest(folder: Path, rep: Report) -> dict | None:
         return None
     n = len(doc.get("files", []))
     if problems:
-        rep.bad(f"{folder / manifest.MANIFEST_NAME}: {len(problems)} problems", problems[:8])
+        rep.bad(f"{folder / manifest.MANIFEST_NAME}: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
+                [*problems[:8], *([f"... {len(problems) - 8} more"] if len(problems) > 8 else [])])
     else:
         rep.ok(f"{folder / manifest.MANIFEST_NAME}: {n} files, every hash matches")
     return doc
