@@ -23,6 +23,12 @@ export CLIPMIS_BUILD := $(abspath $(BUILD))
 B := $(BUILD)/$(PROFILE)
 NB := notebooks
 P := params
+# JOBS must be a positive integer (checked here, in Make, before any shell arithmetic uses it):
+# one word, nothing left once the digits are removed, no leading 0
+JOBS_REST := $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(JOBS)))))))))))
+ifneq ($(words $(JOBS))$(JOBS_REST)$(filter 0%,$(JOBS)),1)
+$(error JOBS='$(JOBS)' is not a positive integer (how many units run at once): write e.g. JOBS=2, or leave it out for the default 2)
+endif
 CPU_CORES := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 THREADS := $(shell echo $$(( $(CPU_CORES) / $(JOBS) > 0 ? $(CPU_CORES) / $(JOBS) : 1 )))
 UNIT_ENV := CLIPMIS_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)

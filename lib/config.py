@@ -18,7 +18,8 @@ Files
 Overlay semantics (profile ``extends``, stage and method overlays)
 -----------------------------------------------------------------
 * a **mapping** deep-merges: keys of the overlay replace or add to the inherited keys;
-* a **list** or a **scalar** replaces the inherited value (``tasks: []`` clears a list);
+* a **list** or a **scalar** replaces the inherited value (an empty list is refused, except
+  ``grid.tasks: []`` = every task of the data source; docs/params.md "Empty lists");
 * ``key: !replace {...}`` replaces an inherited mapping whole instead of merging it;
   ``key: !replace {}`` clears it;
 * ``key: null`` sets the value to null, which only keys documented as nullable accept
@@ -28,7 +29,9 @@ Validation (``ConfigError`` naming the file, the key and the fix)
 -----------------------------------------------------------------
 Unknown keys (with a "did you mean" suggestion), types, ranges, choices, duplicates in lists
 (``grid.seeds: [0, 0]``, a task listed twice), duplicate keys in one YAML mapping, YAML anchors and
-aliases (refused: no alias expansion), files that cannot be read or are not UTF-8.  Option keys of
+aliases (refused: no alias expansion), files that cannot be read or are not UTF-8, names (profile,
+task, method, variant) that are not identifiers (:func:`check_name`, ``^[a-z][a-z0-9_]*$``: they
+become folders, Make targets and shell words), empty lists, stages missing a key.  Option keys of
 methods and variants are checked by ``lib.methods.resolve_options`` (the grid does that); this
 module checks their structure.
 
@@ -55,11 +58,43 @@ import yaml
 from . import paths
 
 STAGES = ("00_pretrain", "01_zero_shot", "02_finetune", "03_evaluate", "04_figures")
-_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# Every name that becomes a folder, a Make target or a shell word (profile, task, domain, method,
+# variant) is an identifier: a lower-case letter, then lower-case letters, digits or '_'. No path
+# separator, no '.', no '$', no space, no shell or Make metacharacter can get through.
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+_PROFILE_NAME = IDENTIFIER
+# variant names the runs' folders use already (runs/<task>/<method>/default/, .../sweep/)
+RESERVED_VARIANTS = ("default", "sweep")
 
 
 class ConfigError(ValueError):
     """A malformed or unknown parameter; the message says what and how to fix it."""
+
+
+def is_identifier(name) -> bool:
+    """Whether ``name`` is a string matching :data:`IDENTIFIER` (``^[a-z][a-z0-9_]*$``)."""
+    return isinstance(name, str) and IDENTIFIER.fullmatch(name) is not None
+
+
+def _as_identifier(name: str) -> str:
+    """A suggestion for a bad name: lower-case, every other character '_', a letter first."""
+    out = re.sub(r"[^a-z0-9_]+", "_", str(name).lower()).strip("_")
+    out = re.sub(r"^[0-9_]+", "", out)
+    return out or "name"
+
+
+def check_name(name, what: str, *, source: str | None = None, key: str | None = None) -> str:
+    """``name`` if it is an identifier (:data:`IDENTIFIER`); else a :class:`ConfigError` naming
+    ``what`` (task, domain, method, variant, profile), where it was found (``source`` file, ``key``)
+    and the fix. The one validator of every name that becomes a path, a Make target or a shell word."""
+    if is_identifier(name):
+        return name
+    where = ": ".join(x for x in (source, key) if x)
+    shown = repr(name) if isinstance(name, str) else f"{name!r} ({type(name).__name__})"
+    raise ConfigError(f"{where + ': ' if where else ''}the {what} name {shown} is not an identifier: names "
+                      f"become folders, Make targets and shell words, so they must match {IDENTIFIER.pattern} "
+                      f"(a lower-case letter, then lower-case letters, digits or '_'; no path, no space, "
+                      f"no '.', '$', ';' or quotes); rename it, e.g. {_as_identifier(name)!r}")
 
 
 # ============================================================================ YAML reading
@@ -176,6 +211,10 @@ class F:
     keys: "dict[str, F] | None" = None   # a mapping with these keys only
     required: tuple = ()                 # keys required after merging
     values: "F | None" = None            # a mapping of free keys -> values of this field
+    name: str | None = None              # a string that is an identifier: "task", "method", ...
+    key_name: str | None = None          # the free keys of the mapping are identifiers of this kind
+    reserved: tuple = ()                 # identifiers that may not be used (key_name / name)
+    empty: str = ""                      # the fix when an empty list is refused (with nonempty)
     doc: str = ""
 
 
@@ -187,12 +226,19 @@ def _int(**kw):
     return F(kind=int, **kw)
 
 
-_STR_LIST = F(kind=list, items=F(kind=str), unique=True)
-_SEEDS = F(kind=list, items=_int(min=0), unique=True, nonempty=True)
+def _names(what: str, empty: str | None, reserved: tuple = ()) -> F:
+    """A list of identifiers (task, method, variant names), unique; empty only where ``empty`` is None
+    (else ``empty`` is the fix the refusal names)."""
+    return F(kind=list, items=F(kind=str, name=what, reserved=reserved), unique=True, nonempty=empty is not None,
+             empty=empty or "")
+
+
+_SEEDS = F(kind=list, items=_int(min=0), unique=True, nonempty=True,
+           empty="list at least one seed, e.g. [0]")
 
 PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
     "description": F(kind=str),
-    "extends": F(kind=str),
+    "extends": F(kind=str, name="profile"),
     "device": F(kind=str, doc="auto, cpu, cuda, cuda:N, mps"),
     "data": F(kind=dict, keys={
         "source": F(kind=str, choices=("embedded", "real")),
@@ -202,14 +248,15 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
         "seed": _int(min=0),
         "val_fraction": _num(min=0, min_open=True, max=0.5, max_open=True),
         "max_test_per_domain": _int(min=1, nullable=True),
-        "tasks": F(kind=list, items=F(kind=str), unique=True, nonempty=True),
-        "templates": F(kind=dict, values=F(kind=list, items=F(kind=str), nonempty=True)),
+        "tasks": _names("task", "list the tasks to use (see the README's data layouts)"),
+        "templates": F(kind=dict, key_name="task", values=F(kind=list, items=F(kind=str), nonempty=True,
+                                                          empty="list at least one template or drop the task")),
     }),
     # world v2: a 2x2x2 factorial design of tasks (docs/world.md); lib.world.check_design checks
     # the design's cells (every task of world.tasks in one cell; all cells once when 8 tasks)
     "world": F(kind=dict, required=("seed", "tasks", "sizes", "corpus", "levels", "design"), keys={
         "seed": _int(min=0),
-        "tasks": F(kind=list, items=F(kind=str), unique=True, nonempty=True),
+        "tasks": _names("task", "list the world's tasks (docs/world.md)"),
         "sizes": F(kind=dict, required=("train", "val", "test"), keys={
             "train": _int(min=1), "val": _int(min=1), "test": _int(min=1)}),
         "corpus": F(kind=dict, required=("n_pairs", "domain_share"), keys={
@@ -225,7 +272,7 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
             "diversity": F(kind=dict, required=("tight", "varied"), keys={
                 "tight": _num(min=0, max=1), "varied": _num(min=0, max=1)}),
         }),
-        "design": F(kind=dict, values=F(kind=dict, required=("coverage", "caption_noise", "diversity"), keys={
+        "design": F(kind=dict, key_name="task", values=F(kind=dict, required=("coverage", "caption_noise", "diversity"), keys={
             "coverage": F(kind=str, choices=("low", "high")),
             "caption_noise": F(kind=str, choices=("clean", "noisy")),
             "diversity": F(kind=str, choices=("tight", "varied")),
@@ -236,12 +283,16 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
         "pretrained": F(kind=str, doc='"self", an open_clip tag or a checkpoint path'),
     }),
     "grid": F(kind=dict, keys={
-        "tasks": _STR_LIST,
-        "methods": _STR_LIST,
+        # the one empty list with a meaning: ``tasks: []`` (or no key) = every task of the data
+        # source (world.tasks / data.tasks); docs/params.md "Empty lists"
+        "tasks": _names("task", None),
+        "methods": _names("method", "list at least one method (params/methods/<method>.yaml)"),
         "seeds": _SEEDS,
-        "ablations": F(kind=dict, values=F(kind=dict, required=("variants",), keys={
-            "variants": F(kind=list, items=F(kind=str), unique=True),
-            "tasks": _STR_LIST,
+        "ablations": F(kind=dict, key_name="method", values=F(kind=dict, required=("variants",), keys={
+            "variants": _names("variant", "list at least one variant, or remove this method's ablation "
+                                          "(write `ablations: !replace {}` to clear every ablation)",
+                               reserved=RESERVED_VARIANTS),
+            "tasks": _names("task", "omit 'tasks' to ablate on every task of the grid, or list tasks"),
             "seeds": _SEEDS,
         })),
     }),
@@ -252,25 +303,30 @@ _WORKERS = _int(min=0)
 # threads of every process of the stage; fixed for byte-identical results on any machine (the
 # number of threads changes how sums are split), null = cores / JOBS (see lib.pipeline.common.setup)
 _THREADS = _int(min=1, nullable=True)
+# required: the keys every stage's merged parameters must have (params/<stage>.yaml holds them all;
+# ``threads`` and ``lr_extend`` have defaults in the code), so an emptied file is refused here
 STAGE_SCHEMAS: dict[str, F] = {
-    "00_pretrain": F(kind=dict, keys={
+    "00_pretrain": F(kind=dict, required=("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_steps",
+                                          "holdout"), keys={
         "seed": _int(min=0), "epochs": _int(min=1), "batch_size": _BATCH, "lr": _num(min=0, min_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "holdout": _int(min=1), "threads": _THREADS}),
-    "01_zero_shot": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
-    "02_finetune": F(kind=dict, keys={
+    "01_zero_shot": F(kind=dict, required=("batch_size", "num_workers"), keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
+    "02_finetune": F(kind=dict, required=("epochs", "batch_size", "momentum", "weight_decay", "warmup_steps",
+                                          "cosine", "num_workers", "eval_batch_size", "cache_features"), keys={
         "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
         "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
         "lr_extend": _int(min=0)}),
-    "03_evaluate": F(kind=dict, keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
+    "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }
 
 _OPTION_VALUE = F(kind=(str, int, float, bool, list), nullable=True)
 METHOD_SCHEMA = F(kind=dict, required=("lr_grid",), keys={
-    "lr_grid": F(kind=list, items=_num(min=0, min_open=True), unique=True, nonempty=True),
+    "lr_grid": F(kind=list, items=_num(min=0, min_open=True), unique=True, nonempty=True,
+                 empty="list at least one learning rate (one rate = no sweep)"),
     "options": F(kind=dict, values=_OPTION_VALUE),
-    "variants": F(kind=dict, values=F(kind=dict, values=_OPTION_VALUE)),
+    "variants": F(kind=dict, key_name="variant", reserved=RESERVED_VARIANTS, values=F(kind=dict, values=_OPTION_VALUE)),
 })
 
 
@@ -319,9 +375,13 @@ def validate(value: Any, spec: F, where: str, source: str, *, merged: bool = Fal
             fail(f"must be {'<' if spec.max_open else '<='} {spec.max:g}, got {value!r}")
     if spec.choices is not None and value not in spec.choices:
         fail(f"{value!r} is not one of {', '.join(map(str, spec.choices))}")
+    if spec.name is not None and isinstance(value, str):
+        check_name(value, spec.name, source=source, key=where)
+        if value in spec.reserved:
+            fail(f"{value!r} is a reserved {spec.name} name (its runs' folder is used by other runs); rename it")
     if isinstance(value, list):
         if spec.nonempty and not value:
-            fail("must not be empty")
+            fail(f"must not be empty{': ' + spec.empty if spec.empty else ''}")
         if spec.items is not None:
             value = [validate(v, spec.items, f"{where}[{i}]", source, merged=merged) for i, v in enumerate(value)]
         if spec.unique:
@@ -340,6 +400,11 @@ def validate(value: Any, spec: F, where: str, source: str, *, merged: bool = Fal
             sub = f"{where}.{k}" if where else str(k)
             if not isinstance(k, str):
                 fail(f"key {k!r} must be a string")
+            if spec.key_name is not None:
+                check_name(k, spec.key_name, source=source, key=sub)
+                if k in spec.reserved:
+                    raise ConfigError(f"{source}: {sub}: {k!r} is a reserved {spec.key_name} name (its runs' "
+                                      f"folder is used by other runs); rename it")
             if spec.keys is not None:
                 if k not in spec.keys:
                     raise ConfigError(f"{source}: unknown key {sub!r}{_suggest(k, spec.keys)}; "
@@ -352,7 +417,7 @@ def validate(value: Any, spec: F, where: str, source: str, *, merged: bool = Fal
         if merged:
             missing = [k for k in spec.required if k not in value]
             if missing:
-                fail(f"missing key(s) {', '.join(missing)}")
+                fail(f"missing key(s) {', '.join(missing)}; add them (docs/params.md lists the files and keys)")
         value = out
     return value
 
@@ -368,9 +433,9 @@ def check_profile_name(name) -> str:
     if name is None or not isinstance(name, str) or name.strip() == "":
         raise ConfigError(f"no profile given (PROFILE is empty); valid profiles: {valid} "
                           f"(each is a file params/profiles/<name>.yaml)")
-    if not _PROFILE_NAME.match(name):
-        raise ConfigError(f"{name!r} is not a profile name (letters, digits, '-' and '_' only, no path); "
-                          f"valid profiles: {valid}")
+    if not is_identifier(name):
+        raise ConfigError(f"{name!r} is not a profile name (an identifier, {IDENTIFIER.pattern}: a lower-case "
+                          f"letter, then lower-case letters, digits or '_'; no path); valid profiles: {valid}")
     if not (paths.PARAMS / "profiles" / f"{name}.yaml").is_file():
         raise ConfigError(f"unknown profile {name!r}{_suggest(name, available_profiles())}; valid profiles: "
                           f"{valid} (each is a file params/profiles/<name>.yaml)")
@@ -419,12 +484,14 @@ def _check_stage(stage: str) -> str:
 
 
 def _method_files(method: str, profile: str) -> list[Path]:
+    check_name(method, "method")
     return [paths.PARAMS / "methods" / f"{method}.yaml", paths.PARAMS / profile / "methods" / f"{method}.yaml"]
 
 
 def param_files(stage: str, profile: str, method: str | None = None) -> list[Path]:
     """Every existing file that feeds ``stage_params`` (and ``method_params``), in order (later wins)."""
     _check_stage(stage)
+    check_profile_name(profile)
     files = [paths.PARAMS / f"{stage}.yaml", paths.PARAMS / profile / f"{stage}.yaml"]
     if method is not None:
         files += _method_files(method, profile)
@@ -453,6 +520,7 @@ def method_params(method: str, profile: str) -> dict:
     ``variants`` (mapping name -> options mapping).
     """
     check_profile_name(profile)
+    check_name(method, "method", key="method")
     files = [f for f in _method_files(method, profile) if f.is_file()]
     if not files or files[0] != _method_files(method, profile)[0]:
         known = sorted(p.stem for p in (paths.PARAMS / "methods").glob("*.yaml"))
@@ -466,15 +534,39 @@ def method_params(method: str, profile: str) -> dict:
 
 
 def check_all(profile: str) -> dict:
-    """Validate the profile, every stage's params and every method file the profile can use."""
-    cfg = load_profile(profile)
+    """Validate the profile, every stage's params and every method file the profile can use.
+
+    Each file is checked on its own and every problem is reported, one line each (file, key, fix),
+    in one :class:`ConfigError`; returns the merged profile when there is none."""
+    check_profile_name(profile)
+    problems: list[str] = []
+    cfg = None
+
+    def attempt(fn, *args):
+        try:
+            return fn(*args)
+        except ConfigError as exc:
+            if str(exc) not in problems:
+                problems.append(str(exc))
+            return None
+
+    cfg = attempt(load_profile, profile)
     for stage in STAGES:
-        stage_params(stage, profile)
-    for f in sorted((paths.PARAMS / "methods").glob("*.yaml")):
-        method_params(f.stem, profile)
-    for f in sorted((paths.PARAMS / profile / "methods").glob("*.yaml")):
-        if not (paths.PARAMS / "methods" / f.name).is_file():
-            raise ConfigError(f"{_rel(f)} overlays a method that does not exist (no params/methods/{f.name})")
+        attempt(stage_params, stage, profile)
+    base, overlay = paths.PARAMS / "methods", paths.PARAMS / profile / "methods"
+    for folder in (base, overlay):
+        for f in sorted(folder.glob("*.yaml")):
+            if not is_identifier(f.stem):
+                attempt(lambda: check_name(f.stem, "method", source=_rel(f), key="file name"))
+            elif folder == overlay and not (base / f.name).is_file():
+                problems.append(f"{_rel(f)} overlays a method that does not exist (no params/methods/{f.name}): "
+                                f"rename it after a method or delete it")
+            elif folder == base:
+                attempt(method_params, f.stem, profile)
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} problems in the parameters of profile {profile!r}:\n"
+                          + "\n".join(f"  - {p}" for p in problems))
     return cfg
 
 

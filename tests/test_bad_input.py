@@ -320,11 +320,18 @@ def test_overlay_semantics_mapping_merges_list_replaces_replace_clears(params_co
     # ... and !replace clears it (or replaces it whole)
     f.write_text(base.split("  ablations:")[0] + "  ablations: !replace {}\n")
     assert config.load_profile("smoke")["grid"]["ablations"] == {}
+    f.write_text(base.split("  ablations:")[0] + "  ablations: !replace {bitfit: {variants: [first2]}}\n")
+    assert config.load_profile("smoke")["grid"]["ablations"] == {"bitfit": {"variants": ["first2"]}}
+    # a list replaces; an empty list is refused (it would run nothing) ...
     f.write_text(base.split("  ablations:")[0] + "  ablations: !replace {bitfit: {variants: []}}\n")
-    assert config.load_profile("smoke")["grid"]["ablations"] == {"bitfit": {"variants": []}}
-    # a list replaces (an empty list clears it)
+    with pytest.raises(ConfigError, match=r"smoke.yaml: grid.ablations.bitfit.variants: must not be empty: "
+                                          r"list at least one variant, or remove this method's ablation"):
+        config.load_profile("smoke")
+    # ... except grid.tasks, whose empty list is documented: every task of the world (docs/params.md)
     f.write_text(base.replace("tasks: [objects, pathology]", "tasks: []"))
     assert config.load_profile("smoke")["grid"]["tasks"] == []
+    from lib.pipeline.grid import runs
+    assert {r.task for r in runs(config.load_profile("smoke"))} == set(config.load_profile("smoke")["world"]["tasks"])
     # null only where a key is nullable
     f.write_text(base + "model: null\n")
     with pytest.raises(ConfigError, match=r"model: must be a mapping, got null"):
@@ -630,3 +637,99 @@ def test_make_stops_on_bad_param_and_keeps_results(tmp_path):
     changed = sorted(k for k in before if after.get(k) != before[k])
     assert not changed, f"earlier results changed or disappeared: {changed}"
     assert not sorted(set(after) - set(before)), "the failed make wrote files"
+
+
+# ----------------------------------------------------------------------------- everything checked before work starts
+def _grid_make(capsys) -> str:
+    """What Make runs first (to write grid.mk): the whole configuration is checked there."""
+    assert grid_main(["smoke", "--make"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "", "grid.mk was printed although the configuration is refused"
+    return out.err
+
+
+def grid_main(argv):
+    from lib.pipeline.grid import main
+    return main(argv)
+
+
+@pytest.mark.parametrize("rel,old,new,match", [
+    ("02_finetune.yaml", "epochs: 2", "epochs: 0", r"params/02_finetune.yaml: epochs: must be >= 1, got 0"),
+    ("02_finetune.yaml", "batch_size: 64", "batch_size: 0", r"params/02_finetune.yaml: batch_size: must be >= 1, got 0"),
+    ("00_pretrain.yaml", "epochs: 2", "epochs: 0", r"params/00_pretrain.yaml: epochs: must be >= 1, got 0"),
+    ("03_evaluate.yaml", "batch_size: 256", "batch_size: 0", r"params/03_evaluate.yaml: batch_size: must be >= 1"),
+])
+def test_stage_file_problems_stop_the_grid_before_any_work(params_copy, no_expensive_work, capsys, rel, old, new, match):
+    """Refused only inside the notebooks after pretraining (75-139 s) before: now while Make builds grid.mk."""
+    _edit(params_copy / rel, old, new)
+    err = _grid_make(capsys)
+    assert "cannot be built" in err and __import__("re").search(match, err), err
+
+
+def test_an_emptied_stage_file_is_refused_with_its_missing_keys(params_copy, no_expensive_work, capsys):
+    (params_copy / "02_finetune.yaml").write_text("# emptied\n")
+    err = _grid_make(capsys)
+    assert "params/02_finetune.yaml: top level: missing key(s) epochs, batch_size, momentum" in err, err
+    assert "add them" in err
+    with pytest.raises(ConfigError, match=r"missing key\(s\) epochs"):
+        config.stage_params("02_finetune", "smoke")
+    # an empty overlay is fine: the defaults hold every key
+    (params_copy / "02_finetune.yaml").write_text((paths.ROOT / "params" / "02_finetune.yaml").read_text())
+    (params_copy / "smoke").mkdir(exist_ok=True)
+    (params_copy / "smoke" / "02_finetune.yaml").write_text("")
+    assert config.stage_params("02_finetune", "smoke") == config.stage_params("02_finetune", "mini") | {"epochs": 2}
+
+
+def test_every_problem_is_reported_once_each(params_copy, no_expensive_work, capsys):
+    _edit(params_copy / "02_finetune.yaml", "epochs: 2", "epochs: 0")
+    _edit(params_copy / "00_pretrain.yaml", "batch_size: 128", "batch_size: 0")
+    _edit(params_copy / "methods" / "lora.yaml", "lr_grid:", "learning_rate: 1.0e-2\nlr_grid:")
+    err = _grid_make(capsys)
+    assert "3 problems in the parameters of profile 'smoke'" in err, err
+    for msg in ("params/02_finetune.yaml: epochs: must be >= 1", "params/00_pretrain.yaml: batch_size: must be >= 1",
+                "params/methods/lora.yaml: unknown key 'learning_rate'"):
+        assert err.count(msg) == 1, (msg, err)
+
+
+def test_unknown_ablation_task_is_refused_by_the_grid(params_copy, no_expensive_work, capsys):
+    _edit(params_copy / "profiles" / "smoke.yaml", "      tasks: [objects]", "      tasks: [objects, cifar10]")
+    err = _grid_make(capsys)
+    assert "grid.ablations.aclip.tasks names unknown task 'cifar10'" in err and "valid tasks: objects" in err, err
+
+
+@pytest.mark.parametrize("old,new,match", [
+    ("  seeds: [0]\n  ablations:", "  methods: []\n  seeds: [0]\n  ablations:",
+     r"grid.methods: must not be empty: list at least one method"),
+    ("      tasks: [objects]", "      tasks: []", r"grid.ablations.aclip.tasks: must not be empty: omit 'tasks'"),
+    ("variants: [q, first2]", "variants: []", r"grid.ablations.aclip.variants: must not be empty"),
+    ("  seeds: [0]\n  ablations:", "  seeds: []\n  ablations:", r"grid.seeds: must not be empty: list at least one seed"),
+])
+def test_empty_lists_are_refused_unless_documented(params_copy, no_expensive_work, capsys, old, new, match):
+    """`methods: []` re-ran the DAG and ended in KeyError: 'id_gain'; now refused at load."""
+    _edit(params_copy / "profiles" / "smoke.yaml", old, new)
+    with pytest.raises(ConfigError, match=match):
+        config.load_profile("smoke")
+    assert match.split(":")[0] in _grid_make(capsys)
+
+
+def test_empty_grid_tasks_means_every_task_as_documented(params_copy):
+    _edit(params_copy / "profiles" / "smoke.yaml", "tasks: [objects, pathology]", "tasks: []")
+    from lib.pipeline.grid import units
+    assert sorted(units(config.load_profile("smoke"))) == sorted(config.load_profile("smoke")["world"]["tasks"])
+    assert "`grid.tasks` | every task of the data source" in (paths.ROOT / "docs" / "params.md").read_text()
+
+
+@pytest.mark.parametrize("jobs", ["abc", "0", "-1", "1.5", "2 3", ""])
+def test_make_refuses_a_jobs_that_is_not_a_positive_integer(jobs):
+    """JOBS=abc gave a bash 'division by 0'."""
+    r = subprocess.run(["make", "-n", "--no-print-directory", "help", f"JOBS={jobs}", f"PY={sys.executable}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert f"JOBS='{jobs}' is not a positive integer" in r.stderr and "write e.g. JOBS=2" in r.stderr, r.stderr
+    assert "division" not in r.stderr
+
+
+def test_make_accepts_a_positive_jobs():
+    r = subprocess.run(["make", "-n", "--no-print-directory", "help", "JOBS=12", f"PY={sys.executable}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

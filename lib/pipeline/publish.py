@@ -163,6 +163,11 @@ def main(argv=None) -> int:
     ap.add_argument("--summary", action="store_true",
                     help="only print the headline and verdicts of the figures already built (the end of make reproduce)")
     a = ap.parse_args(argv)
+    try:  # before any path is made of it: `publish ../../victim` must not reach build/../../victim
+        config.check_profile_name(a.profile)
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out_dir = paths.figures_dir(a.profile)
     if a.summary:
         import pandas as pd
