@@ -104,7 +104,10 @@ CODE_BASE := lib/__init__.py lib/config.py lib/paths.py lib/io.py lib/provenance
              lib/pipeline/__init__.py lib/pipeline/common.py $(wildcard lib/real_data.py lib/progress.py lib/determinism.py lib/schema.py)
 
 # ------------------------------------------------------------------ the grid (one rule per unit), checked first
-$(B)/grid.mk: $(SETUP) $(PROFILE_YAML) lib/config.py lib/pipeline/grid.py $(wildcard $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
+# writing grid.mk validates the whole configuration (profile, every stage file, every method file), so
+# it depends on every one of those files: a changed file is checked before Make runs anything
+$(B)/grid.mk: $(SETUP) $(PROFILE_YAML) lib/config.py lib/pipeline/grid.py \
+              $(wildcard $(P)/*.yaml $(P)/$(PROFILE)/*.yaml $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
 	@mkdir -p $(@D)
 	$(PY) -m lib.pipeline.grid $(PROFILE) --make > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@ || { rm -f $@.tmp.$$$$; exit 1; }
 

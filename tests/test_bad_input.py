@@ -733,3 +733,28 @@ def test_make_accepts_a_positive_jobs():
     r = subprocess.run(["make", "-n", "--no-print-directory", "help", "JOBS=12", f"PY={sys.executable}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_make_checks_a_changed_stage_file_before_any_work(tmp_path):
+    """grid.mk depends on every stage file: after a good dry run, `epochs: 0` in params/02_finetune.yaml
+    stops the next make while it rewrites grid.mk, naming the file and the key, before any notebook."""
+    repo = tmp_path / "repo"
+    for name in ("lib", "params", "notebooks"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "Makefile", repo / "Makefile")
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIPMIS_BUILD", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def dry_run():
+        return subprocess.run(["make", "--no-print-directory", "dry-run", "PROFILE=smoke", f"PY={sys.executable}"],
+                              cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    r = dry_run()
+    assert r.returncode == 0 and " -m papermill " in r.stdout, r.stderr[-2000:]
+    grid_mk = repo / "build" / "smoke" / "grid.mk"
+    f = repo / "params" / "02_finetune.yaml"
+    f.write_text(f.read_text().replace("epochs: 2", "epochs: 0"))
+    os.utime(f, (grid_mk.stat().st_mtime + 5,) * 2)
+    r = dry_run()
+    assert r.returncode != 0
+    assert "params/02_finetune.yaml: epochs: must be >= 1, got 0" in r.stderr, r.stderr[-2000:]
+    assert " -m papermill " not in r.stdout
