@@ -47,7 +47,7 @@ def zero_shot(n_tasks: int = 5, acs_order=None, seed: int = 0, iimm: bool = True
             diff = order[i] + 0.5 * j
             a = acs_order[i] + 0.5 * j
             r = dict(task=task, domain=dom, split="test", domain_kind="ID" if j == 0 else "OOD", n_images=200,
-                     n_classes=10, chance=0.1, acc=round(0.9 - 0.6 * diff / (n_tasks + 1), 3),
+                     n_classes=10, chance=0.1, acc=round(200 * (0.9 - 0.6 * diff / (n_tasks + 1))) / 200,
                      acs=0.32 - 0.01 * a, ss=0.2 + 0.05 * diff + ss_noise * rng.normal(), class_ss=0.1 - 0.01 * diff,
                      modality_gap=0.8 + 0.02 * diff, data_fingerprint=f"{task}{dom}")
             if iimm:
@@ -83,33 +83,37 @@ def evaluation(zs: pd.DataFrame, seeds=(0, 1, 2), forget=None, gain=None, shift=
                     d_acc += rng.normal(0, noise)
                     acc_ft = float(np.clip(r["acc"] + d_acc, 0, 1))
                     sh = shift[method] * vf
+                    acc_ft = round(acc_ft * 200) / 200          # whole images of 200
+                    moved = round(200 * (acc_ft - r["acc"]))
+                    churn = int(rng.integers(0, 6))              # images that swap both ways
                     row = dict(train_task=train, method=method, variant=variant, seed=sd, eval_task=et,
                                eval_domain=dom, schema=schema, n_images=200, acc_zero_shot=r["acc"],
-                               acc_finetuned=round(acc_ft, 4), acs_zero_shot=r["acs"],
+                               acc_finetuned=acc_ft, n_lost=churn + max(0, -moved), n_won=churn + max(0, moved),
+                               acs_zero_shot=r["acs"],
                                acs_finetuned=round(r["acs"] + sh * (1 if schema != "CF" else -0.5), 5),
                                ss_zero_shot=r["ss"], ss_finetuned=round(r["ss"] - sh + rng.normal(0, noise / 4), 5))
                     rows.append(row)
     return pd.DataFrame(rows)
 
 
-def finetune(ev: pd.DataFrame, collapsed=()) -> pd.DataFrame:
-    """``collapsed``: (task, method, seed) runs to mark collapsed (adds the column when given)."""
+def finetune(ev: pd.DataFrame, no_val_gain=()) -> pd.DataFrame:
+    """``no_val_gain``: (task, method, seed) runs whose best validation accuracy did not beat zero-shot."""
     runs = ev[["train_task", "method", "variant", "seed"]].drop_duplicates().rename(columns={"train_task": "task"})
     runs["trainable_params"] = [PARAMS[m] // (3 if v != "default" else 1) for m, v in zip(runs["method"], runs["variant"])]
     for c, v in dict(best_val_acc=0.8, best_epoch=3, epochs=5, lr=1e-3, options="{}", train_seconds=10.0,
                      peak_memory_mb=100.0).items():
         runs[c] = v
-    if collapsed:
-        runs["collapsed"] = [(t, m, s) in set(collapsed) and v == "default"
-                             for t, m, v, s in zip(runs["task"], runs["method"], runs["variant"], runs["seed"])]
+    runs["no_val_gain"] = [(t, m, s) in set(no_val_gain) and v == "default"
+                           for t, m, v, s in zip(runs["task"], runs["method"], runs["variant"], runs["seed"])]
+    runs["nonfinite"] = False
     return runs.reset_index(drop=True)
 
 
-def results(n_tasks: int = 5, seeds=(0, 1, 2), acs_order=None, collapsed=(), iimm: bool = True,
+def results(n_tasks: int = 5, seeds=(0, 1, 2), acs_order=None, no_val_gain=(), iimm: bool = True,
             two_shift: bool = False, ss_noise: float = 0.0, **kw) -> dict:
     zs = zero_shot(n_tasks, acs_order=acs_order, iimm=iimm, two_shift=two_shift, ss_noise=ss_noise)
     ev = evaluation(zs, seeds=seeds, **kw)
-    ft = finetune(ev, collapsed)
+    ft = finetune(ev, no_val_gain)
     return {"zero_shot": zs, "finetune": ft, "evaluation": ev, "lr_sweep": lr_sweep(ft)}
 
 
@@ -198,18 +202,17 @@ def test_partial_spearman_is_the_correlation_of_rank_residuals():
     assert S.partial_spearman(x, y, z) == pytest.approx(np.corrcoef(res(rx), res(ry))[0, 1], abs=1e-12)
 
 
-def test_task_mean_ci_is_scipy_bca_over_task_means():
-    """Seeds are averaged within a task first; the interval is scipy's BCa over the task means."""
+def test_task_mean_ci_is_the_t_interval_over_task_means():
+    """Seeds are averaged within a task first; the interval is the t interval over the task means."""
     rng = np.random.default_rng(8)
     tasks = np.repeat(["a", "b", "c", "d", "e", "f"], 3)
     v = rng.uniform(0.2, 0.9, size=18)
     r = S.task_mean_ci(v, tasks)
     m = np.array([v[tasks == t].mean() for t in "abcdef"])
-    ref = ss.bootstrap((m,), np.mean, n_resamples=S.N_RESAMPLES, method="BCa",
-                       rng=np.random.default_rng(S.SEED)).confidence_interval
+    ref = ss.t.interval(0.95, 5, loc=m.mean(), scale=ss.sem(m))
     assert r["value"] == pytest.approx(m.mean())
-    assert (r["lo"], r["hi"]) == pytest.approx((ref.low, ref.high), abs=1e-12)
-    assert r["n_tasks"] == 6
+    assert (r["lo"], r["hi"]) == pytest.approx(ref, abs=1e-12)
+    assert r["n_tasks"] == 6 and r["ci_method"] == S.T_TASKS
 
 
 def test_bounded_intervals_stay_inside_bounds():
@@ -222,28 +225,115 @@ def test_bounded_intervals_stay_inside_bounds():
     assert S.task_mean_ci([0.5, 0.6], ["a", "b"])["lo"] != S.task_mean_ci([0.5, 0.6], ["a", "b"])["lo"]  # NaN
 
 
-def test_paired_comparison_sign_test_and_wins():
+@pytest.mark.parametrize("n,seed", [(6, 0), (8, 1), (12, 2), (20, 3)])
+def test_signed_rank_p_equals_scipy_exact_wilcoxon(n, seed):
+    d = np.random.default_rng(seed).normal(0.3, 1, size=n)
+    for alt in ("two-sided", "greater", "less"):
+        ref = ss.wilcoxon(d, method="exact", alternative=alt).pvalue
+        assert S.signed_rank_p(d, alt) == pytest.approx(ref, abs=1e-9)
+
+
+def test_signed_rank_p_with_ties_and_zeros_equals_brute_force_sign_flips():
+    d = np.array([0.1, -0.1, 0.2, 0.2, 0.0, 0.3, -0.05, 0.2])
+    nz = d[d != 0]
+    r = ss.rankdata(np.abs(nz))
+    t0 = r[nz > 0].sum()
+    null = [r[np.array(sg) > 0].sum() for sg in itertools.product([-1, 1], repeat=nz.size)]
+    c = r.sum() / 2
+    brute = np.mean(np.abs(np.array(null) - c) >= abs(t0 - c) - 1e-9)
+    assert S.signed_rank_p(d) == pytest.approx(brute, abs=1e-12)
+
+
+def test_hodges_lehmann_interval_inverts_the_signed_rank_test():
+    """The 95% interval excludes 0 exactly when the exact two-sided p < 0.05 (no ties)."""
+    rng = np.random.default_rng(11)
+    for n in (6, 8, 10, 32):
+        for shift in (0.0, 0.4, 0.8, 1.2):
+            for _ in range(10):
+                d = rng.normal(shift, 1, size=n)
+                est, lo, hi = S.hodges_lehmann(d)
+                assert lo <= est <= hi
+                assert (S.signed_rank_p(d) < 0.05) == (lo > 0 or hi < 0)
+    i, j = np.triu_indices(5)
+    d = np.array([1.0, 2, 3, 4, 10])
+    assert S.hodges_lehmann(d)[0] == pytest.approx(np.median((d[i] + d[j]) / 2))
+
+
+def test_paired_test_averages_seeds_within_tasks_and_counts_wins():
     tasks = np.repeat(list("abcdef"), 2)
     diff = np.array([0.1, 0.2, 0.05, 0.0, 0.3, 0.1, -0.2, -0.1, 0.0, 0.0, 0.2, 0.4])
-    r = S.paired_comparison(diff, tasks)
-    assert (r["wins"], r["losses"], r["ties"]) == (4, 1, 1)
-    assert r["sign_p"] == pytest.approx(ss.binomtest(4, 5, 0.5).pvalue)
-    assert r["value"] == pytest.approx(np.mean([0.15, 0.025, 0.2, -0.15, 0.0, 0.3]))
+    r = S.paired_test(diff, tasks)
+    per = np.array([0.15, 0.025, 0.2, -0.15, 0.0, 0.3])
+    assert (r["wins"], r["losses"], r["ties"]) == (4, 1, 1) and r["n_tasks"] == 6
+    assert r["mean"] == pytest.approx(per.mean()) and r["sd"] == pytest.approx(per.std(ddof=1))
+    assert r["p"] == pytest.approx(S.signed_rank_p(per))
 
 
-def test_correlation_difference_is_paired():
+def test_rank_correlation_interval_and_mde():
     rng = np.random.default_rng(9)
     x = rng.normal(size=8)
-    y = x + 0.2 * rng.normal(size=8)
-    r = S.correlation_difference(x, -x, y, sign_a=1, sign_b=-1)   # the same measure both ways: diff 0
-    assert r["diff"] == pytest.approx(0.0) and r["lo"] == pytest.approx(0.0) and r["hi"] == pytest.approx(0.0)
+    y = x + 0.5 * rng.normal(size=8)
+    r = S.rank_correlation(x, y)
+    z, se = np.arctanh(r["rho"]), np.sqrt((1 + r["rho"] ** 2 / 2) / 5)
+    assert (r["lo"], r["hi"]) == pytest.approx((np.tanh(z - 1.959964 * se), np.tanh(z + 1.959964 * se)), abs=1e-5)
+    assert r["p"] == S.correlation(x, y)["p"] and r["p_method"] == "exact permutation"
+    assert [S.mde_correlation(n) for n in (8, 24, 40)] == pytest.approx([0.85, 0.545, 0.43], abs=0.006)
+    assert S.mde_paired(1.0, 8) == pytest.approx(1.16, abs=0.01) and S.mde_paired(1.0, 32) == pytest.approx(0.51, abs=0.01)
+
+
+def test_abs_correlation_difference_compares_strength_whatever_the_sign():
+    rng = np.random.default_rng(10)
+    y = rng.normal(size=12)
+    x = y + 0.1 * rng.normal(size=12)
+    r = S.abs_correlation_difference(x, -x, y)               # the same measure both ways: no difference
+    assert r["diff"] == pytest.approx(0.0) and r["p"] == pytest.approx(1.0)
+    strong_wrong = -y + 0.05 * rng.normal(size=12)           # strongly negative: strong, whatever the sign
+    weak = rng.normal(size=12)
+    r = S.abs_correlation_difference(strong_wrong, weak, y)
+    assert r["diff"] > 0 and r["rho_1"] < -0.9
+    assert (r["p"] < 0.05) == (r["lo"] > 0 or r["hi"] < 0)
+
+
+def test_p_and_interval_agree_on_synthetic_data():
+    """One estimand per number: p < 0.05 iff 0 lies outside the 95% interval (exactly for the
+    signed-rank and Zou forms; for Spearman, whose p is an exact permutation test and whose interval
+    is Fisher z, disagreements are rare and only near the boundary)."""
+    rng = np.random.default_rng(12)
+    disagree = 0
+    for k in range(300):
+        n = (8, 16, 32)[k % 3]
+        x = rng.normal(size=n)
+        y = rng.uniform(0, 0.8) * x + rng.normal(size=n)
+        r = S.rank_correlation(x, y)
+        if (r["p"] < 0.05) != (r["lo"] > 0 or r["hi"] < 0):
+            disagree += 1
+            assert 0.01 < r["p"] < 0.12
+        z = rng.normal(size=n) + 0.5 * x
+        d = S.abs_correlation_difference(x, z, y)
+        assert (d["p"] < 0.05) == (d["lo"] > 0 or d["hi"] < 0)
+    assert disagree <= 15
+
+
+def test_holm_is_statsmodels_and_equivalence_needs_both_sides():
+    from statsmodels.stats.multitest import multipletests
+    p = [0.01, 0.04, 0.03, float("nan")]
+    adj = S.holm(p)
+    assert np.allclose(adj[:3], multipletests(p[:3], method="holm")[1]) and np.isnan(adj[3])
+    close = np.array([0.001, -0.002, 0.003, 0.0, 0.002, -0.001, 0.001, 0.002])
+    assert S.equivalence_test(close, 0.02)["p_tost"] < 0.05
+    assert S.equivalence_test(close + 0.05, 0.02)["p_tost"] > 0.5
+
+
+def test_mcnemar_is_exact_on_the_discordant_images():
+    assert S.mcnemar_p(20, 5) == pytest.approx(ss.binomtest(5, 25, 0.5).pvalue)
+    assert S.mcnemar_p(0, 0) == 1.0
 
 
 # ============================================================================= tables
 def _row(train, seed, et, dom, schema, zs_acc, ft_acc, method="full", variant="default", **kw):
     r = dict(train_task=train, method=method, variant=variant, seed=seed, eval_task=et, eval_domain=dom,
              schema=schema, acc_zero_shot=zs_acc, acc_finetuned=ft_acc, acs_zero_shot=0.3, acs_finetuned=0.3,
-             ss_zero_shot=0.5, ss_finetuned=0.5, n_images=10)
+             ss_zero_shot=0.5, ss_finetuned=0.5, n_images=10, n_lost=0, n_won=0)
     r.update(kw)
     return r
 
@@ -261,13 +351,24 @@ def test_run_level_by_hand_with_two_shifted_domains():
     assert r["balance"] == pytest.approx(0.07)
     assert r["cf_abs_d_ss"] == pytest.approx(0.1) and r["cf_d_ss"] == pytest.approx(0.0)
     assert r["cf_abs_d_acs"] == pytest.approx(0.05)
-    assert not r["collapsed"]
+    assert not r["diverged"] and not r["no_val_gain"]
+
+
+def test_diverged_needs_a_significant_mcnemar_loss_or_nonfinite():
+    rows = [_row("A", s, "A", "a0", "ID", 0.8, 0.8 - 0.1 * s, n_images=100, n_lost=3 + 10 * s, n_won=3)
+            for s in range(3)]
+    ft = pd.DataFrame({"task": "A", "method": "full", "variant": "default", "seed": [0, 1, 2],
+                       "no_val_gain": [False, True, False], "nonfinite": [False, False, True]})
+    r = T.run_level(pd.DataFrame(rows), ft).set_index("seed")
+    assert r["diverged"].tolist() == [False, True, True]      # seed 1: 13 lost vs 3 won (McNemar p 0.02)
+    assert r["no_val_gain"].tolist() == [False, True, False]
+    assert r.loc[1, "mcnemar_p"] == pytest.approx(ss.binomtest(3, 16).pvalue)
 
 
 def test_method_summary_is_mean_over_tasks_of_seed_means():
     res = results(5, seeds=(0, 1))
     t = A.compute(res)
-    ms = T.subset_of(t["method_summary"])
+    ms = t["method_summary"]
     runs = t["runs"][t["runs"]["variant"] == "default"]
     full = runs[runs["method"] == "full"]
     expect = full.groupby("train_task")["cf_drop"].mean().mean()
@@ -280,14 +381,15 @@ def test_method_summary_is_mean_over_tasks_of_seed_means():
     assert h.loc["full", "cf_drop_hi"] == pytest.approx(100 * row["hi"])
 
 
-def test_predictors_follow_the_gain_and_skip_a_missing_measure():
+def test_predictors_follow_the_gain_per_stratum_and_skip_a_missing_measure():
     res = results(6, iimm=False)
     t = A.compute(res)
-    p = T.subset_of(t["predictors"])
+    p = t["predictors"]
     assert "iimm" not in set(p["measure"]) and {"ss", "acs", "class_ss", "modality_gap", "acc"} <= set(p["measure"])
-    pooled = p[(p["method"] == "pooled") & (p["target"] == "ID+DG")].set_index(["measure", "form"])
+    assert set(p["stratum"]) == {"ID", "shift1"}             # never pooled across domains
+    pooled = p[(p["method"] == "pooled") & (p["stratum"] == "ID")].set_index(["measure", "form"])
     assert pooled.loc[("ss", T.RAW), "rho"] > 0.9          # the synthetic gain grows with ss
-    assert pooled.loc[("ss", T.RAW), "n_points"] == 12 and pooled.loc[("ss", T.RAW), "n_tasks"] == 6
+    assert pooled.loc[("ss", T.RAW), "n_tasks"] == 6 and pooled.loc[("ss", T.RAW), "ci_method"] == S.FISHER_BW
     assert ("acc", T.PARTIAL) not in pooled.index           # no partial of acc on itself
 
 
@@ -300,10 +402,11 @@ def test_headroom_gain_is_gain_over_headroom():
 
 def test_comparison_lookup_flips_sign():
     t = A.compute(results(5))
-    comp = T.subset_of(t["comparisons"])
+    comp = t["comparisons"]
     ab = T.comparison(comp, "cf_drop", "full", "bitfit")
     ba = T.comparison(comp, "cf_drop", "bitfit", "full")
-    assert ab["diff"] == pytest.approx(-ba["diff"]) and ab["diff_lo"] == pytest.approx(-ba["diff_hi"])
+    assert ab["estimate"] == pytest.approx(-ba["estimate"]) and ab["lo"] == pytest.approx(-ba["hi"], nan_ok=True)
+    assert np.isnan(ab["lo"])                                # 5 tasks: too few for a 95% signed-rank interval
     assert (ab["wins"], ab["losses"]) == (ba["losses"], ba["wins"])
 
 
@@ -319,9 +422,8 @@ def test_old_column_names_give_a_clear_error():
 
 
 # ============================================================================= claims
-def _verdicts(t, subset=T.ALL_RUNS):
-    c = t["claims"]
-    return dict(zip(c[c["subset"] == subset]["id"], c[c["subset"] == subset]["verdict"]))
+def _verdicts(t):
+    return dict(zip(t["claims"]["id"], t["claims"]["verdict"]))
 
 
 def test_fewer_than_eight_tasks_is_inconclusive():
@@ -332,33 +434,20 @@ def test_fewer_than_eight_tasks_is_inconclusive():
 @pytest.mark.slow
 def test_claims_follow_the_data_and_flip_when_it_flips():
     v = _verdicts(A.compute(results(8, seeds=(0, 1))))
-    assert v["2a"] == "holds" and v["3b"] == "holds" and v["4a"] == "holds" and v["1-raw"] == "holds"
+    assert v["2a"] == "holds" and v["3b"] == "holds" and v["4a"] == "holds"
     flipped = dict(FORGET, bitfit=0.005, lora=0.2)         # BitFit now forgets least, LoRA most
     v = _verdicts(A.compute(results(8, seeds=(0, 1), forget=flipped)))
     assert v["2a"] == "does not hold" and v["3b"] == "does not hold"
 
 
-def test_decide_rule():
-    assert C.decide(0.1, 0.05, 0.2, 8) == ("holds", pytest.approx(0.1), False)
-    assert C.decide(0.1, -0.05, 0.2, 8)[0] == "inconclusive" and C.decide(0.1, -0.05, 0.2, 8)[2]
-    assert C.decide(-0.1, -0.2, -0.05, 8)[0] == "does not hold"
-    assert C.decide(-0.1, -0.2, -0.05, 8, direction=-1)[0] == "holds"
-    assert C.decide(0.1, 0.05, 0.2, 7)[0] == C.TOO_FEW
-    assert C.decide(0.1, float("nan"), float("nan"), 9)[0] == "inconclusive"
-
-
-def test_collapsed_runs_give_a_second_subset_and_counts():
-    res = results(5, collapsed=[("t0", "full", 0), ("t3", "full", 1), ("t2", "lora", 2)])
+def test_flags_are_counted_and_no_run_is_excluded():
+    res = results(5, no_val_gain=[("t0", "full", 0), ("t3", "full", 1), ("t2", "lora", 2)])
     t = A.compute(res)
-    assert set(t["claims"]["subset"]) == {T.ALL_RUNS, T.WITHOUT_COLLAPSED}
-    assert len(t["claims"]) == 2 * len(C.REGISTRY)
-    col = t["collapse"].set_index("method")
-    assert col.loc["full", "collapsed_runs"] == 2 and col.loc["lora", "collapsed_runs"] == 1
-    assert col.loc["full", "runs"] == 15
-    ms = t["method_summary"]
-    full = ms[(ms["method"] == "full") & (ms["quantity"] == "id_gain")].set_index("subset")
-    assert full.loc[T.WITHOUT_COLLAPSED, "n_runs"] == 13 and full.loc[T.ALL_RUNS, "n_runs"] == 15
-    assert t["headline"].set_index("method").loc["full", "collapsed_runs"] == 2
+    fl = t["run_flags"].set_index("method")
+    assert fl.loc["full", "no_val_gain"] == 2 and fl.loc["lora", "no_val_gain"] == 1 and fl.loc["full", "runs"] == 15
+    assert "subset" not in t["method_summary"] and len(t["claims"]) == len(C.REGISTRY)
+    assert t["method_summary"].set_index(["method", "quantity"]).loc[("full", "id_gain"), "n_runs"] == 15
+    assert t["headline"].set_index("method").loc["full", "no_val_gain_runs"] == 2
 
 
 def test_claims_registry_functions_take_tables():
@@ -370,17 +459,17 @@ def test_claims_registry_functions_take_tables():
 
 # ============================================================================= output
 def test_markdown_tables_are_narrow_and_claims_md(tmp_path):
-    t = A.compute(results(5, collapsed=[("t0", "full", 0)]))
+    t = A.compute(results(5, no_val_gain=[("t0", "full", 0)]))
     written = A.save_tables(t, tmp_path)
     mds = [p for p in written if p.suffix == ".md"]
-    assert {"headline.md", "method_summary.md", "predictors.md", "comparisons.md"} <= {p.name for p in mds}
+    assert {"headline.md", "method_summary.md", "predictors.md", "claim_tests.md"} <= {p.name for p in mds}
     for p in mds:
         header = p.read_text().splitlines()[0]
         assert header.count("|") - 1 <= R.MAX_MD_COLUMNS, p.name
     assert not (tmp_path / "seed_aggregate.md").exists() and (tmp_path / "seed_aggregate.csv").exists()
     A.write_claims_md(t["claims"], tmp_path / "claims.md", "unit", {"git": {"commit": "abc", "dirty": False}})
     text = (tmp_path / "claims.md").read_text()
-    assert "## Claim 2a" in text and C.TOO_FEW in text and "without collapsed runs" in text
+    assert "## Claim 2a" in text and C.TOO_FEW in text and "Holm p" in text and "| test |" in text
     assert (tmp_path / "MANIFEST.json").exists()
 
 
@@ -401,7 +490,7 @@ def test_readme_block_replaced_between_markers(tmp_path):
 # ============================================================================= world check
 def test_world_check_flags_tasks_outside_the_zero_shot_target():
     """Study v2's target: every task's ID zero-shot accuracy in [1.3 x chance, 0.90]; the summary row
-    has the range, the count in range and Spearman(ss, ACS) over every (task, domain) point."""
+    has the range, the count in range and Spearman(ss, ACS) over the tasks' ID domains."""
     rows = []
     accs = {"a": 0.95, "b": 0.12, "c": 0.50, "d": 0.89}       # a above 90%, b below 1.3 x 0.1
     for i, (t, acc) in enumerate(accs.items()):
@@ -414,5 +503,5 @@ def test_world_check_flags_tasks_outside_the_zero_shot_target():
     assert per.loc["b", "target_lo"] == pytest.approx(0.13)
     allr = wc[wc["task"] == "all"].iloc[0]
     assert allr["tasks_in_range"] == 2 and not allr["in_range"]
-    assert allr["id_acc_min"] == 0.12 and allr["id_acc_max"] == 0.95 and allr["n_points"] == 12
+    assert allr["id_acc_min"] == 0.12 and allr["id_acc_max"] == 0.95 and allr["n_points"] == 4
     assert allr["ss_acs_rho"] == pytest.approx(-1.0)

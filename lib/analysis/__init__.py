@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import manifest, paths
+from .. import io, manifest, paths
 from . import claims as claims_mod
 from . import report, tables
 from .claims import MIN_TASKS, VERDICTS, Verdict
 from .report import claims_markdown, markdown_table, save_table
-from .tables import (METHOD_LABELS, METHOD_ORDER, RESULT_FILES, add_deltas, gain_points, run_level, seed_aggregate,
-                     subset_of)
+from .tables import METHOD_LABELS, METHOD_ORDER, RESULT_FILES, add_deltas, gain_points, run_level, seed_aggregate
 
 __all__ = ["load_results", "input_fingerprints", "compute", "save_tables", "write_claims_md", "claims_markdown",
            "markdown_table", "save_table", "Verdict", "MIN_TASKS", "VERDICTS", "METHOD_LABELS", "METHOD_ORDER",
-           "RESULT_FILES", "add_deltas", "gain_points", "run_level", "seed_aggregate", "subset_of",
-           "method_summary", "predictors", "show"]
+           "RESULT_FILES", "add_deltas", "gain_points", "run_level", "seed_aggregate", "show"]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -60,15 +58,16 @@ def compute(results) -> dict:
     folder. Returns the input tables, every statistic table of ``tables.compute`` and ``claims``."""
     res = results if isinstance(results, dict) else load_results(results)
     out = tables.compute(res)
-    out["claims"] = claims_mod.evaluate(out)
+    out["claims"], out["claim_tests"] = claims_mod.evaluate_all(out)
     return out
 
 
 # files written by save_tables: name -> write a Markdown table too
-PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "predictors": True,
+PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "effects": True, "predictors": True,
                     "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
-                    "alignment": True, "ablations": True, "zero_shot_summary": True, "collapse": True,
-                    "lr_sweep": True, "world_check": False, "claims": False, "gain_points": False, "runs": False, "seed_aggregate": False}
+                    "alignment": True, "ablations": True, "zero_shot_summary": True, "run_flags": True,
+                    "lr_sweep": True, "world_check": False, "claims": False, "claim_tests": True, "gain_points": False,
+                    "runs": False, "seed_aggregate": False}
 
 
 def save_tables(t: dict, out_dir) -> list[Path]:
@@ -84,11 +83,16 @@ def save_tables(t: dict, out_dir) -> list[Path]:
     return written
 
 
-def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dict | None = None) -> Path:
-    """Write ``claims.md`` to ``path``, then the folder's MANIFEST.json (written last)."""
+def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dict | None = None,
+                    tests_df: pd.DataFrame | None = None) -> Path:
+    """Write ``claims.md`` to ``path`` from the claims table and the table of every claim's tests
+    (``tests_df``; default: ``claim_tests.csv`` beside ``path`` when it exists), then the folder's
+    MANIFEST.json (written last)."""
     path = Path(path)
     paths.ensure(path.parent)
-    path.write_text(claims_markdown(claims_df, profile, provenance))
+    if tests_df is None and (path.parent / "claim_tests.csv").exists():
+        tests_df = pd.read_csv(path.parent / "claim_tests.csv")
+    io.write_text(path, claims_markdown(claims_df, profile, provenance, tests_df))
     manifest.write_manifest(path.parent, {"notebook": "04_figures", "profile": profile, **(provenance or {})})
     return path
 
@@ -100,18 +104,6 @@ def publish_figures(profile: str, dest: Path | None = None) -> Path:
 
 
 # ----------------------------------------------------------------------------- notebook helpers
-def method_summary(ev: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
-    """Per method and quantity, from an evaluation table (for notebook 03's quick look)."""
-    return tables.method_summary(tables.run_level(ev), variant)
-
-
-def predictors(zs: pd.DataFrame, ev: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
-    """Predictor correlations from the zero-shot and evaluation tables (for notebook 03)."""
-    runs = tables.run_level(ev)
-    pts = tables.gain_points(zs, ev, runs, variant)
-    return tables.predictors(pts, tables.present_measures(zs))
-
-
 def show(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """A display copy: intervals collapsed to 'v [lo, hi]' text, numbers rounded."""
     return report.collapse_intervals(df, digits).round(digits)

@@ -109,15 +109,19 @@ def headline_display(head: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"method": [METHOD_LABELS.get(m, m) for m in head["method"]]})
     for q, label in HEADLINE:
         out[label] = [fmt_ci(v, lo, hi, digits=1) for v, lo, hi in zip(head[q], head[q + "_lo"], head[q + "_hi"])]
-    out["collapsed runs"] = [f"{c} / {n}" for c, n in zip(head["collapsed_runs"], head["runs"])]
+    out["no val. gain"] = [f"{c} / {n}" for c, n in zip(head["no_val_gain_runs"], head["runs"])]
+    out["diverged"] = [f"{c} / {n}" for c, n in zip(head["diverged_runs"], head["runs"])]
     out["tasks"] = head["n_tasks"].astype(int)
     out["seeds"] = head["n_seeds"].astype(int)
     return out
 
 
-HEADLINE_NOTE = ("Accuracy points (x100), mean over tasks of the per-task seed mean; brackets: 95% BCa interval "
-                 "of the bootstrap over tasks (seeds nested). ID gain: trained task's ID test; DG gain: its "
-                 "shifted domains; CF drop: forgetting on every other task; balance = DG gain - CF drop.")
+HEADLINE_NOTE = ("Accuracy points (x100), mean over tasks of the per-task seed mean; brackets: 95% t interval "
+                 "over tasks (a description; the claims test per-task differences with exact signed-rank tests). "
+                 "ID gain: trained task's ID test; DG gain: its shifted domains; CF drop: forgetting on every other "
+                 "task; balance = DG gain - CF drop. Flags (descriptive, no run is excluded): no val. gain = best "
+                 "validation accuracy not above zero-shot; diverged = non-finite, or ID test accuracy below "
+                 "zero-shot by an exact McNemar test (p < 0.05).")
 
 
 def headline_markdown(head: pd.DataFrame) -> str:
@@ -125,20 +129,27 @@ def headline_markdown(head: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------- claims
-def verdict_list(claims_df: pd.DataFrame, subset: str | None = None) -> str:
-    """'- **1** claim text: **verdict**' per claim (first subset unless given)."""
+def _power_note(r) -> str:
+    if not np.isfinite(r.mde):
+        return ""
+    return f"; observed {r.estimate:+.3g} vs minimal detectable {abs(r.mde):.3g}"
+
+
+def verdict_list(claims_df: pd.DataFrame) -> str:
+    """'- **1** claim text: **verdict** (binding test, Holm p, power)' per claim."""
     if not len(claims_df):
         return ""
-    subset = subset or claims_df["subset"].iloc[0]
-    c = claims_df[claims_df["subset"] == subset]
     return "\n".join(f"- **{r.id}** {r.claim} **{r.verdict}**" + (" (near its threshold)" if r.near_threshold else "")
-                     for r in c.itertuples()) + "\n"
+                     + (f" — {r.binding}: Holm p = {fmt_p(r.p_holm)}{_power_note(r)}; leave-one-task-out flips: "
+                        f"{int(r.loto_flips)}" if r.binding else "")
+                     for r in claims_df.itertuples()) + "\n"
 
 
-def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provenance: dict | None = None) -> str:
-    """The claims as Markdown: a generated-file header, the profile, provenance, one section per claim
-    (every subset of runs)."""
-    from .claims import MIN_TASKS, VERDICTS
+def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provenance: dict | None = None,
+                    tests_df: pd.DataFrame | None = None) -> str:
+    """The claims as Markdown: a generated-file header, the profile, provenance, the verdicts, then one
+    section per claim (rule, binding test, power, leave-one-task-out, every test of its family)."""
+    from .claims import ALPHA, MIN_TASKS, VERDICTS
     lines = ["# The paper's claims, tested on this profile's data", "",
              "> Generated from the result tables by `lib.analysis` (`python -m lib.pipeline.publish`). "
              "Do not edit by hand.", ""]
@@ -154,27 +165,33 @@ def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provena
         if isinstance(v, dict):
             v = ", ".join(f"{a}={b}" for a, b in v.items())
         lines.append(f"- {k}: {v}")
-    first = claims_df[claims_df["subset"] == claims_df["subset"].iloc[0]] if "subset" in claims_df and len(claims_df) \
-        else claims_df
-    counts = first["verdict"].value_counts()
+    counts = claims_df["verdict"].value_counts()
     lines += ["", "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if counts.get(v, 0)) + ".", "",
-              f"Every verdict comes from a rule over a statistic with a 95% interval of the bootstrap over tasks; "
-              f"'holds' / 'does not hold' need at least {MIN_TASKS} tasks. Differences of accuracies in points.", ""]
-    if "subset" in claims_df:
-        lines += ["## Verdicts", "", verdict_list(claims_df), ""]
-    for cid, g in claims_df.groupby("id", sort=False):
-        r0 = g.iloc[0]
-        lines += [f"## Claim {cid}: {r0['claim']}", ""]
-        for r in g.itertuples():
-            sub = f" ({r.subset})" if "subset" in g and g["subset"].nunique() > 1 else ""
-            lines.append(f"- **Verdict{sub}: {r.verdict}**" + (
-                f" - margin {float(r.margin):+.3g}, near the threshold: {bool(r.near_threshold)}, "
-                f"{int(r.n_tasks)} tasks" if hasattr(r, "margin") else ""))
-            if getattr(r, "detail", ""):
-                lines.append(f"  - Value{sub}: {r.detail}")
-            elif hasattr(r, "value"):
-                lines.append(f"  - Value{sub}: {r.value}")
-        lines += [f"- Statistic: {r0['statistic']}", f"- Rule: {r0.get('rule', r0.get('why', ''))}", ""]
+              f"Each claim is a family of tests over tasks (one point per task; a task's seeds averaged first), "
+              f"Holm-adjusted within the family; a test is decided at Holm p < {ALPHA:g}. 'holds' / 'does not hold' "
+              f"need at least {MIN_TASKS} tasks. Paired differences: Hodges-Lehmann estimate with the interval of the "
+              f"inverted exact signed-rank test; correlations: Spearman rho, exact permutation p, Fisher-z interval. "
+              f"Minimal detectable effect: 80% power at the family's Bonferroni level with the observed between-task "
+              f"SD. Leave-one-task-out: the number of tasks whose removal changes the verdict. Accuracies in points. "
+              f"Rules and truth tables: `docs/methods.md`.", "", "## Verdicts", "", verdict_list(claims_df), ""]
+    for r in claims_df.itertuples():
+        lines += [f"## Claim {r.id}: {r.claim}", "", f"- **Verdict: {r.verdict}**"
+                  + (" (near its threshold)" if r.near_threshold else "")]
+        if r.binding:
+            lines.append(f"- Binding test: {r.binding} = {fmt_ci(r.estimate, r.lo, r.hi)} ({r.ci_method}); p = "
+                         f"{fmt_p(r.p)}, Holm p = {fmt_p(r.p_holm)} ({r.p_method}, family of {int(r.family_size)}); "
+                         f"minimal detectable effect {abs(r.mde):.3g}; {int(r.n_tasks)} tasks")
+            lines.append(f"- Leave-one-task-out: {int(r.loto_flips)} flip(s)"
+                         + (f" (without {r.loto_tasks.replace(',', ', ')})" if r.loto_tasks else ""))
+        lines += [f"- Statistic: {r.statistic}", f"- Rule: {r.rule}"]
+        if tests_df is not None and len(tests_df[tests_df["id"] == r.id]):
+            lines += ["", "| test | estimate [95% interval] | p | Holm p | decision | MDE |", "|---|---|---|---|---|---|"]
+            for t in tests_df[tests_df["id"] == r.id].itertuples():
+                lines.append(f"| {t.test} | {fmt_ci(t.estimate, t.lo, t.hi)} | {fmt_p(t.p)} | {fmt_p(t.p_holm)} | "
+                             f"{t.decision} | {abs(t.mde):.3g} |")
+        elif r.detail:
+            lines.append(f"- Detail: {r.detail}")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -189,7 +206,7 @@ def world_check_markdown(wc: pd.DataFrame) -> str:
             f"(SD {100 * allr['id_acc_sd']:.1f} points) over {int(allr['n_tasks'])} tasks, "
             f"{int(allr['tasks_in_range'])} of {int(allr['n_tasks'])} in range{miss}")
     if "ss_acs_rho" in wc and np.isfinite(allr.get("ss_acs_rho", np.nan)):
-        text += (f"; Spearman ρ(ss, ACS) over the {int(allr['n_points'])} (task, domain) points "
+        text += (f"; Spearman ρ(ss, ACS) over the {int(allr['n_points'])} tasks' ID domains "
                  f"{fmt_ci(allr['ss_acs_rho'], allr['ss_acs_lo'], allr['ss_acs_hi'])}, p = {fmt_p(allr['ss_acs_p'])}")
     return text + " (`paper_figures/world_check.csv`)."
 

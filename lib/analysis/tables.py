@@ -3,7 +3,7 @@
 Inputs are the stage tables of ``build/<profile>/results/``:
 
 * ``zero_shot.csv``  one row per (task, domain) test split of the zero-shot model;
-* ``finetune.csv``   one row per fine-tuning run (optional column ``collapsed``);
+* ``finetune.csv``   one row per fine-tuning run (flags ``no_val_gain``, ``nonfinite``);
 * ``evaluation.csv`` one row per (run, eval split), schema ID / DG / CF.
 
 Conventions
@@ -13,10 +13,15 @@ Conventions
 * ``gain = acc_finetuned - acc_zero_shot``; ``forgetting = acc_zero_shot - acc_finetuned`` on CF
   rows. DG = any non-ID domain of the trained task (1 or 2 shifted domains); CF = every other task.
 * A run's value is the mean over its eval rows; a task's value the mean over its seeds; a method's
-  value the mean over tasks. Intervals come from ``lib.stats``: the bootstrap over **tasks** (BCa),
-  seeds nested inside (see that module).
-* When ``finetune.csv`` has a ``collapsed`` column every statistic is computed twice, on all runs
-  and without the collapsed runs (column ``subset``).
+  value the mean over tasks. Tests and intervals come from ``lib.stats`` and are over **tasks**
+  (seeds averaged first); every table with an interval names its method (``ci_method``).
+* Runs carry two descriptive flags, ``no_val_gain`` and ``diverged`` (see :func:`run_level`). No
+  statistic excludes runs by an outcome: the sensitivity analysis is leave-one-task-out
+  (``lib.analysis.claims``).
+* Zero-shot predictors are related to the gain with one point per task and stratum: the trained
+  task's ID domain (the primary analysis), and each shifted-domain slot separately (secondary; slot 1
+  = the first shifted domain in name order, e.g. ``*_mild``, slot 2 = ``*_strong`` in world v2). ID
+  and shifted points are never pooled: the ID domain always gains most, a within-task effect.
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ METHOD_LABELS = {"full": "Full", "clip_adapter": "CLIP-Adapter", "lora": "LoRA",
                  "aclip": "A-CLIP", "pooled": "pooled"}
 RUN_KEYS = ["train_task", "method", "variant", "seed"]
 RESULT_FILES = ("zero_shot", "finetune", "evaluation")
-ALL_RUNS, WITHOUT_COLLAPSED = "all runs", "without collapsed runs"
+FLAGS = ["no_val_gain", "nonfinite", "diverged"]
+MCNEMAR_ALPHA = 0.05   # a run is 'diverged' when its ID test accuracy is below zero-shot at this level
 
 # zero-shot measures that may predict the gain, in display order; a missing column is skipped
 MEASURES = ["ss", "acs", "iimm", "class_ss", "modality_gap", "acc"]
@@ -43,7 +49,7 @@ EXPECTED_SIGN = {"ss": 1, "acs": -1, "iimm": 1, "class_ss": -1, "modality_gap": 
 # gain forms of the predictor analysis
 RAW, HEADROOM, PARTIAL = "raw gain", "headroom-normalised gain", "partial (controls zero-shot acc)"
 FORMS = (RAW, HEADROOM, PARTIAL)
-TARGETS = ("ID", "DG", "ID+DG")
+STRATUM_NAMES = {0: "ID"}   # slot -> stratum name; shifted slots are "shift<slot>"
 ALIGNMENT_MEASURES = ("ss", "acs")
 
 # run-level quantities (per run: mean over its eval rows) and their bounds
@@ -58,8 +64,8 @@ COMPARED = ["id_gain", "dg_gain", "cf_drop", "balance", "cf_abs_d_ss", "cf_abs_d
 
 ZS_REQUIRED = ["task", "domain", "domain_kind", "acc"]
 EV_REQUIRED = ["train_task", "method", "variant", "seed", "eval_task", "eval_domain", "schema",
-               "acc_zero_shot", "acc_finetuned"]
-FT_REQUIRED = ["task", "method", "variant", "seed"]
+               "acc_zero_shot", "acc_finetuned", "n_lost", "n_won"]
+FT_REQUIRED = ["task", "method", "variant", "seed", "no_val_gain", "nonfinite"]
 OLD_NAMES = {"zero_shot_acc": "acc", "silhouette": "ss", "class_silhouette": "class_ss",
              "silhouette_zero_shot": "ss_zero_shot", "silhouette_finetuned": "ss_finetuned"}
 
@@ -67,7 +73,7 @@ OLD_NAMES = {"zero_shot_acc": "acc", "silhouette": "ss", "class_silhouette": "cl
 # ----------------------------------------------------------------------------- checks
 def check_inputs(res: dict) -> None:
     """Clear early errors for missing tables or columns (with the producing stage to rerun)."""
-    producers = {"zero_shot": "01_zero_shot", "finetune": "02_finetune (lib.aggregate)",
+    producers = {"zero_shot": "01_zero_shot", "finetune": "02_finetune (python -m lib.pipeline.aggregate finetune)",
                  "evaluation": "03_evaluate"}
     need = {"zero_shot": ZS_REQUIRED, "finetune": FT_REQUIRED, "evaluation": EV_REQUIRED}
     for name, cols in need.items():
@@ -120,7 +126,10 @@ def add_deltas(ev: pd.DataFrame) -> pd.DataFrame:
 
 def run_level(ev: pd.DataFrame, ft: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per run: ``RUN_COLUMNS`` (each the mean over the run's ID / DG / CF rows; balance =
-    dg_gain - cf_drop) and ``collapsed`` (from finetune.csv, False when it has no such column)."""
+    dg_gain - cf_drop) and the descriptive flags: ``no_val_gain`` (finetune.csv: the best validation
+    accuracy is not above the zero-shot model's on the same split), ``nonfinite`` (the loss or weights
+    became non-finite) and ``diverged`` (non-finite, or the ID test accuracy is below the zero-shot
+    model's by an exact McNemar test at ``MCNEMAR_ALPHA`` on the discordant images n_lost / n_won)."""
     d = add_deltas(ev)
     for m in ALIGNMENT_MEASURES:
         if f"d_{m}" not in d:
@@ -136,13 +145,19 @@ def run_level(ev: pd.DataFrame, ft: pd.DataFrame | None = None) -> pd.DataFrame:
         s = pd.DataFrame({new: s[old] for new, old in cols.items()}, index=s.index).reset_index()
         base = base.merge(s, on=RUN_KEYS, how="left") if len(s) else base.assign(**{c: np.nan for c in cols})
     base["balance"] = base["dg_gain"] - base["cf_drop"]
-    base["collapsed"] = False
-    if ft is not None and "collapsed" in ft.columns and len(ft):
-        c = ft.rename(columns={"task": "train_task"})[RUN_KEYS + ["collapsed"]]
-        c = c.assign(collapsed=c["collapsed"].map(_as_bool))
-        base = base.drop(columns="collapsed").merge(c, on=RUN_KEYS, how="left")
-        base["collapsed"] = base["collapsed"].fillna(False).astype(bool)
-    return base[RUN_KEYS + RUN_COLUMNS + ["collapsed"]]
+    idr = d[d["schema"] == "ID"].groupby(RUN_KEYS)[["n_lost", "n_won"]].sum().reset_index()
+    base = base.merge(idr, on=RUN_KEYS, how="left")
+    base["mcnemar_p"] = [stats.mcnemar_p(a, b) if np.isfinite(a) and np.isfinite(b) else np.nan
+                         for a, b in zip(base["n_lost"].astype(float), base["n_won"].astype(float))]
+    base["no_val_gain"], base["nonfinite"] = False, False
+    if ft is not None and len(ft):
+        f = ft.rename(columns={"task": "train_task"})[RUN_KEYS + ["no_val_gain", "nonfinite"]]
+        f = f.assign(no_val_gain=f["no_val_gain"].map(_as_bool), nonfinite=f["nonfinite"].map(_as_bool))
+        base = base.drop(columns=["no_val_gain", "nonfinite"]).merge(f, on=RUN_KEYS, how="left")
+        base[["no_val_gain", "nonfinite"]] = base[["no_val_gain", "nonfinite"]].fillna(False).astype(bool)
+    below = (base["n_lost"] > base["n_won"]) & (base["mcnemar_p"] < MCNEMAR_ALPHA)
+    base["diverged"] = base["nonfinite"] | below.fillna(False).astype(bool)
+    return base[RUN_KEYS + RUN_COLUMNS + FLAGS + ["n_lost", "n_won", "mcnemar_p"]]
 
 
 def _as_bool(v) -> bool:
@@ -169,7 +184,7 @@ def seed_aggregate(ev: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- method level
 def method_summary(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
     """Long table, one row per (method, quantity): the mean over tasks of the per-task seed mean and
-    its BCa interval over tasks (``value``, ``lo``, ``hi``), n_tasks, n_seeds, n_runs."""
+    its t interval over tasks (``value``, ``lo``, ``hi``, ``ci_method``), n_tasks, n_seeds, n_runs."""
     r = runs[runs["variant"] == variant]
     rows = []
     for m in methods_in(r):
@@ -177,8 +192,10 @@ def method_summary(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame
         for q in RUN_COLUMNS:
             ci = stats.task_mean_ci(g[q], g["train_task"], bounds=BOUNDS[q])
             rows.append(dict(method=m, quantity=q, value=ci["value"], lo=ci["lo"], hi=ci["hi"],
-                             n_tasks=ci["n_tasks"], n_seeds=int(g["seed"].nunique()), n_runs=len(g)))
-    return pd.DataFrame(rows, columns=["method", "quantity", "value", "lo", "hi", "n_tasks", "n_seeds", "n_runs"])
+                             ci_method=ci["ci_method"], n_tasks=ci["n_tasks"], n_seeds=int(g["seed"].nunique()),
+                             n_runs=len(g)))
+    return pd.DataFrame(rows, columns=["method", "quantity", "value", "lo", "hi", "ci_method", "n_tasks", "n_seeds",
+                                       "n_runs"])
 
 
 def wide(summary: pd.DataFrame, quantities=None) -> pd.DataFrame:
@@ -194,8 +211,10 @@ def wide(summary: pd.DataFrame, quantities=None) -> pd.DataFrame:
 
 def comparisons(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
     """Paired method comparisons: for each pair (method before versus in ``METHOD_ORDER``) and
-    quantity, diff = method - versus per (task, seed) on the runs both have; the mean over tasks
-    with its BCa interval over tasks, per-task wins / losses / ties and the sign test across tasks."""
+    quantity, diff = method - versus per (task, seed) on the runs both have, averaged per task; the
+    Hodges-Lehmann estimate over tasks with the interval of the inverted exact signed-rank test and its
+    p (``lib.stats.paired_test``), the mean and between-task SD of the per-task differences, per-task
+    wins / losses / ties and the minimal detectable mean difference at 80% power (two-sided 0.05)."""
     r = runs[runs["variant"] == variant]
     ms = methods_in(r)
     rows = []
@@ -204,13 +223,16 @@ def comparisons(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
             pair = r[r["method"] == a].merge(r[r["method"] == b], on=["train_task", "seed"], suffixes=("_a", "_b"))
             for q in COMPARED:
                 diff = (pair[f"{q}_a"] - pair[f"{q}_b"]).to_numpy(float)
-                c = stats.paired_comparison(diff, pair["train_task"].to_numpy(), bounds=DIFF_BOUNDS[q])
-                rows.append(dict(quantity=q, method=a, versus=b, diff=c["value"], diff_lo=c["lo"], diff_hi=c["hi"],
-                                 wins=c["wins"], losses=c["losses"], ties=c["ties"], sign_p=c["sign_p"],
-                                 n_tasks=c["n_tasks"]))
-    cols = ["quantity", "method", "versus", "diff", "diff_lo", "diff_hi", "wins", "losses", "ties", "sign_p",
-            "n_tasks"]
-    return pd.DataFrame(rows, columns=cols)
+                c = stats.paired_test(diff, pair["train_task"].to_numpy())
+                rows.append(dict(quantity=q, method=a, versus=b, estimate=c["estimate"], lo=c["lo"], hi=c["hi"],
+                                 p=c["p"], mean=c["mean"], sd=c["sd"], wins=c["wins"], losses=c["losses"],
+                                 ties=c["ties"], n_tasks=c["n_tasks"], mde=stats.mde_paired(c["sd"], c["n_tasks"]),
+                                 ci_method=c["ci_method"], p_method=c["p_method"]))
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+COMPARISON_COLUMNS = ["quantity", "method", "versus", "estimate", "lo", "hi", "p", "mean", "sd", "wins", "losses",
+                      "ties", "n_tasks", "mde", "ci_method", "p_method"]
 
 
 def comparison(comp: pd.DataFrame, quantity: str, a: str, b: str) -> dict | None:
@@ -222,37 +244,39 @@ def comparison(comp: pd.DataFrame, quantity: str, a: str, b: str) -> dict | None
     if not len(hit):
         return None
     r = hit.iloc[0].to_dict()
-    return {**r, "method": a, "versus": b, "diff": -r["diff"], "diff_lo": -r["diff_hi"], "diff_hi": -r["diff_lo"],
-            "wins": r["losses"], "losses": r["wins"]}
+    return {**r, "method": a, "versus": b, "estimate": -r["estimate"], "lo": -r["hi"], "hi": -r["lo"],
+            "mean": -r["mean"], "wins": r["losses"], "losses": r["wins"]}
 
 
-def collapse_counts(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+def run_flags(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Per method: runs, and how many carry each descriptive flag (``FLAGS``)."""
     r = runs[runs["variant"] == variant]
     g = r.groupby("method")
-    out = pd.DataFrame({"collapsed_runs": g["collapsed"].sum().astype(int), "runs": g.size()}).reset_index()
-    return order_methods(out)
+    out = pd.DataFrame({"runs": g.size(), **{f: g[f].sum().astype(int) for f in FLAGS}}).reset_index()
+    return order_methods(out)[["method", "runs"] + FLAGS]
 
 
-def headline(summary: pd.DataFrame, collapse: pd.DataFrame) -> pd.DataFrame:
+def headline(summary: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
     """One row per method in accuracy points (x100): ID gain, DG gain, CF drop, balance with their
-    intervals over tasks; collapsed runs; tasks and seeds."""
+    t intervals over tasks; flagged runs; tasks and seeds."""
     w = wide(summary, [q for q, _ in HEADLINE])
     out = pd.DataFrame({"method": w["method"]})
     for q, _ in HEADLINE:
         for s in ("", "_lo", "_hi"):
             out[q + s] = w[q + s] * 100.0
-    c = collapse.set_index("method")
-    out["collapsed_runs"] = out["method"].map(c["collapsed_runs"]).fillna(0).astype(int)
-    out["runs"] = out["method"].map(c["runs"]).fillna(0).astype(int)
+    c = flags.set_index("method")
+    for f in ("no_val_gain", "diverged", "runs"):
+        out[f if f == "runs" else f + "_runs"] = out["method"].map(c[f]).fillna(0).astype(int)
     n = summary.drop_duplicates("method").set_index("method")
     out["n_tasks"] = out["method"].map(n["n_tasks"]).astype(int)
     out["n_seeds"] = out["method"].map(n["n_seeds"]).astype(int)
+    out["ci_method"] = stats.T_TASKS
     return out
 
 
 def alignment(ev: pd.DataFrame, runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
     """ss and ACS before and after fine-tuning per method on DG data and CF data: zero-shot and
-    fine-tuned means over tasks (rows -> run -> task), BCa intervals over tasks of the fine-tuned
+    fine-tuned means over tasks (rows -> run -> task), t intervals over tasks of the fine-tuned
     value and of the change."""
     d = add_deltas(ev)
     keep = runs.loc[runs["variant"] == variant, RUN_KEYS]
@@ -270,9 +294,10 @@ def alignment(ev: pd.DataFrame, runs: pd.DataFrame, variant: str = "default") ->
             c = stats.task_mean_ci(g[cols[2]], g["train_task"], bounds=(-2, 2))
             rows.append(dict(method=m, schema=sch, measure=meas, zero_shot=float(np.mean(z)),
                              finetuned=f["value"], finetuned_lo=f["lo"], finetuned_hi=f["hi"],
-                             change=c["value"], change_lo=c["lo"], change_hi=c["hi"], n_tasks=f["n_tasks"]))
+                             change=c["value"], change_lo=c["lo"], change_hi=c["hi"], n_tasks=f["n_tasks"],
+                             ci_method=f["ci_method"]))
     cols = ["method", "schema", "measure", "zero_shot", "finetuned", "finetuned_lo", "finetuned_hi", "change",
-            "change_lo", "change_hi", "n_tasks"]
+            "change_lo", "change_hi", "n_tasks", "ci_method"]
     out = pd.DataFrame(rows, columns=cols)
     return order_methods(out, then=["measure", "schema"]) if len(out) else out
 
@@ -299,8 +324,8 @@ ZS_TARGET = (1.3, 0.90)
 def world_check(zs: pd.DataFrame) -> pd.DataFrame:
     """The world's zero-shot design check, one row per task (ID accuracy, chance, the target
     [1.3 x chance, 90%], in range) and a last row ``task = 'all'``: the ID accuracies' range and
-    standard deviation, tasks in range, and the Spearman rho of zero-shot ss with ACS over every
-    (task, domain) point (tasks resampled as units; exact permutation p when few tasks)."""
+    standard deviation, tasks in range, and the Spearman rho of zero-shot ss with ACS over the tasks'
+    ID domains (Fisher-z interval, exact permutation p)."""
     zid = zs[zs["domain_kind"] == "ID"].drop_duplicates("task")
     chance = (zid["chance"].astype(float) if "chance" in zid else 1.0 / zid["n_classes"].astype(float)
               if "n_classes" in zid else pd.Series(np.nan, index=zid.index))
@@ -313,16 +338,9 @@ def world_check(zs: pd.DataFrame) -> pd.DataFrame:
                "n_tasks": len(rows), "id_acc_min": rows["id_acc"].min(), "id_acc_max": rows["id_acc"].max(),
                "id_acc_sd": rows["id_acc"].std(ddof=1) if len(rows) > 1 else np.nan}
     if {"ss", "acs"} <= set(zs.columns):
-        tasks = list(zid["task"])
-        g = {t: zs[zs["task"] == t].sort_values(["domain_kind", "domain"]) for t in tasks}
-        width = max(len(v) for v in g.values())
-        X = np.full((len(tasks), width), np.nan)
-        Y = np.full((len(tasks), width), np.nan)
-        for i, t in enumerate(tasks):
-            X[i, :len(g[t])], Y[i, :len(g[t])] = g[t]["ss"].astype(float), g[t]["acs"].astype(float)
-        r = stats.correlation(X, Y)
+        r = stats.rank_correlation(zid["ss"].astype(float), zid["acs"].astype(float))
         summary.update(ss_acs_rho=r["rho"], ss_acs_lo=r["lo"], ss_acs_hi=r["hi"], ss_acs_p=r["p"],
-                       n_points=r["n_points"])
+                       n_points=r["n_tasks"], ci_method=r["ci_method"])
     return pd.concat([rows, pd.DataFrame([summary])], ignore_index=True)
 
 
@@ -331,7 +349,8 @@ def gain_points(zs: pd.DataFrame, ev: pd.DataFrame, runs: pd.DataFrame, variant:
     """One point per (method, trained task, domain of that task): the seed-averaged gain (ID rows for
     the ID domain, DG rows for each shifted domain), its headroom-normalised form gain / (1 -
     zero-shot accuracy) (NaN without headroom), the slot (0 = ID, 1.. = shifted domains in name
-    order) and the zero-shot measures of that task/domain; plus method 'pooled' = mean over methods."""
+    order), its stratum and the zero-shot measures of that task/domain; plus method 'pooled' = mean
+    over methods."""
     d = add_deltas(ev)
     d = d.merge(runs.loc[runs["variant"] == variant, RUN_KEYS], on=RUN_KEYS)
     d = d[d["schema"].isin(["ID", "DG"]) & (d["eval_task"] == d["train_task"])]
@@ -348,105 +367,126 @@ def gain_points(zs: pd.DataFrame, ev: pd.DataFrame, runs: pd.DataFrame, variant:
     g["slot"] = 0
     dg = g["schema"] == "DG"
     g.loc[dg, "slot"] = g[dg].groupby(["method", "task"])["domain"].rank(method="dense").astype(int)
+    g["stratum"] = g["slot"].map(stratum_name)
     mcols = [m for m in present_measures(zs) if m != "acc"]
     z = zs[["task", "domain"] + mcols]
     out = g.merge(z, on=["task", "domain"], how="left")
-    cols = ["method", "task", "domain", "schema", "slot", "gain", "gain_headroom", "acc_zero_shot", "n_seeds"] + mcols
+    cols = ["method", "task", "domain", "schema", "slot", "stratum", "gain", "gain_headroom", "acc_zero_shot",
+            "n_seeds"] + mcols
     return order_methods(out[cols], then=["task", "slot"])
 
 
-def _blocks(pts: pd.DataFrame, col: str, tasks: list, slots: list) -> np.ndarray:
-    t = pts.set_index(["task", "slot"])[col]
-    return np.array([[float(t.get((k, s), np.nan)) for s in slots] for k in tasks], dtype=np.float64)
+def stratum_name(slot: int) -> str:
+    return STRATUM_NAMES.get(int(slot), f"shift{int(slot)}")
 
 
-def _target_slots(pts: pd.DataFrame, target: str) -> list:
-    allslots = sorted(pts["slot"].unique())
-    return {"ID": [0], "DG": [s for s in allslots if s > 0], "ID+DG": allslots}[target]
+def strata(pts: pd.DataFrame) -> list[str]:
+    return [stratum_name(s) for s in sorted(pts["slot"].unique())]
 
 
-def predictor_arrays(pts: pd.DataFrame, measure: str, form: str, target: str):
-    """(x, y, z) as [task, slot] arrays for ``stats.correlation``: x = the measure, y = the gain
-    (raw, or headroom-normalised), z = the zero-shot accuracy for the partial form (else None)."""
+def predictor_arrays(pts: pd.DataFrame, measure: str, form: str, stratum: str = "ID"):
+    """(x, y, z): one value per task (sorted) in ``stratum`` for ``stats.rank_correlation``: x = the
+    measure, y = the gain (raw, or headroom-normalised), z = the zero-shot accuracy for the partial
+    form (else None). A task without a point in the stratum is NaN (dropped by the test)."""
+    p = pts[pts["stratum"] == stratum].set_index("task")
     tasks = sorted(pts["task"].unique())
-    slots = _target_slots(pts, target)
-    x = _blocks(pts, "acc_zero_shot" if measure == "acc" else measure, tasks, slots)
-    y = _blocks(pts, "gain_headroom" if form == HEADROOM else "gain", tasks, slots)
-    z = _blocks(pts, "acc_zero_shot", tasks, slots) if form == PARTIAL else None
+    col = lambda c: p[c].reindex(tasks).to_numpy(float)  # noqa: E731
+    x = col("acc_zero_shot" if measure == "acc" else measure)
+    y = col("gain_headroom" if form == HEADROOM else "gain")
+    z = col("acc_zero_shot") if form == PARTIAL else None
     return x, y, z
 
 
+PREDICTOR_COLUMNS = ["measure", "method", "stratum", "form", "rho", "lo", "hi", "p", "n_tasks", "mde",
+                     "expected_sign", "ci_method", "p_method"]
+
+
 def predictors(pts: pd.DataFrame, measures: list[str]) -> pd.DataFrame:
-    """Spearman rho of each zero-shot measure with the gain over (task, domain) points, per method and
-    pooled, per target (ID points, DG points, both) and form (raw gain, headroom-normalised gain,
-    partial rho of the raw gain controlling for zero-shot accuracy) for the mean over methods; per
-    method ID+DG points, raw and headroom-normalised gain: rho, BCa interval over tasks (a task's
-    points resampled together), exact task-permutation p, n_points, n_tasks."""
+    """Spearman rho of each zero-shot measure with the gain over tasks, one point per task in each
+    stratum (ID, then each shifted-domain slot; never pooled), for the mean over methods (every form:
+    raw gain, headroom-normalised gain, partial rho of the raw gain given zero-shot accuracy) and per
+    method (raw and headroom-normalised): rho, Fisher-z interval, exact permutation p, n_tasks and the
+    smallest |rho| detectable with 80% power."""
     rows = []
     for meas in measures:
         for m in methods_in(pts):
             pm = pts[pts["method"] == m]
-            # every target and form for the mean over methods; per method the main ones
-            for target in (TARGETS if m == "pooled" else ("ID+DG",)):
+            for stratum in strata(pm):
                 for form in (FORMS if m == "pooled" else (RAW, HEADROOM)):
                     if form == PARTIAL and meas == "acc":
                         continue
-                    x, y, z = predictor_arrays(pm, meas, form, target)
-                    r = stats.correlation(x, y, z)
-                    rows.append(dict(measure=meas, method=m, target=target, form=form, rho=r["rho"], lo=r["lo"],
-                                     hi=r["hi"], p=r["p"], n_points=r["n_points"], n_tasks=r["n_tasks"],
-                                     expected_sign=EXPECTED_SIGN.get(meas, 0)))
-    cols = ["measure", "method", "target", "form", "rho", "lo", "hi", "p", "n_points", "n_tasks", "expected_sign"]
-    return pd.DataFrame(rows, columns=cols)
+                    x, y, z = predictor_arrays(pm, meas, form, stratum)
+                    r = stats.rank_correlation(x, y, z)
+                    rows.append(dict(measure=meas, method=m, stratum=stratum, form=form, rho=r["rho"], lo=r["lo"],
+                                     hi=r["hi"], p=r["p"], n_tasks=r["n_tasks"], mde=r["mde"],
+                                     expected_sign=EXPECTED_SIGN.get(meas, 0), ci_method=r["ci_method"],
+                                     p_method=r["p_method"]))
+    return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
 
 
-def predictor_contrasts(pts: pd.DataFrame, a: str = "ss", b: str = "acs", method: str = "pooled",
-                        target: str = "ID+DG") -> pd.DataFrame:
-    """diff = sign_a * rho(a, gain) - sign_b * rho(b, gain) (both on the 'difficulty' scale: > 0 means
-    a tracks the gain better than b), per form, with a BCa interval over tasks (paired: the same
-    resampled tasks for both correlations)."""
+def predictor_contrasts(pts: pd.DataFrame, a: str = "ss", b: str = "acs", method: str = "pooled") -> pd.DataFrame:
+    """Strength contrast |rho(a, gain)| - |rho(b, gain)| per stratum and form (raw, headroom) for the
+    mean over methods: Zou's interval for dependent correlations and its p (> 0: a tracks the gain
+    more strongly than b, whatever the direction; the direction is judged by the claim rule)."""
     rows = []
     pm = pts[pts["method"] == method]
     if a in pts and b in pts and len(pm):
-        sa, sb = EXPECTED_SIGN[a], EXPECTED_SIGN[b]
-        for form in FORMS:
-            xa, y, z = predictor_arrays(pm, a, form, target)
-            xb, _, _ = predictor_arrays(pm, b, form, target)
-            r = stats.correlation_difference(xa, xb, y, z, sign_a=sa, sign_b=sb)
-            rows.append(dict(contrast=f"{a} vs {b}", method=method, target=target, form=form, diff=r["diff"],
-                             lo=r["lo"], hi=r["hi"], n_tasks=r["n_tasks"]))
-    return pd.DataFrame(rows, columns=["contrast", "method", "target", "form", "diff", "lo", "hi", "n_tasks"])
+        for stratum in strata(pm):
+            for form in (RAW, HEADROOM):
+                xa, y, _ = predictor_arrays(pm, a, form, stratum)
+                xb, _, _ = predictor_arrays(pm, b, form, stratum)
+                r = stats.abs_correlation_difference(xa, xb, y)
+                rows.append(dict(contrast=f"|{a}| - |{b}|", method=method, stratum=stratum, form=form, diff=r["diff"],
+                                 lo=r["lo"], hi=r["hi"], p=r["p"], n_tasks=r["n_tasks"], mde=r["mde"],
+                                 ci_method=r["ci_method"], p_method=r["p_method"]))
+    return pd.DataFrame(rows, columns=["contrast", "method", "stratum", "form", "diff", "lo", "hi", "p", "n_tasks",
+                                       "mde", "ci_method", "p_method"])
 
 
 # ----------------------------------------------------------------------------- forgetting vs ss
+EXCESS = "bitfit_excess"
+
+
 def forgetting_vs_ss(zs: pd.DataFrame, runs: pd.DataFrame, variant: str = "default"):
     """Per (method, trained task): the seed-mean CF drop (and its min / max over seeds) next to the
-    task's ID-domain zero-shot ss; and per method the Spearman rho over tasks (BCa interval, exact
-    p). Returns (points, spearman)."""
+    task's ID-domain zero-shot ss, plus ``bitfit_excess`` = BitFit's CF drop minus the mean of the
+    other methods' (the interaction of claim 2b); per method (and for the excess) the Spearman rho
+    over tasks with its Fisher-z interval and exact p. Returns (points, spearman)."""
     r = runs[runs["variant"] == variant]
     pts = r.groupby(["method", "train_task"]).agg(cf_drop=("cf_drop", "mean"), cf_drop_min=("cf_drop", "min"),
                                                   cf_drop_max=("cf_drop", "max"),
                                                   n_seeds=("seed", "nunique")).reset_index()
+    if "bitfit" in set(pts["method"]) and pts["method"].nunique() > 1:
+        w = pts.pivot(index="train_task", columns="method", values="cf_drop")
+        others = [m for m in w.columns if m != "bitfit"]
+        ex = (w["bitfit"] - w[others].mean(axis=1)).dropna()
+        pts = pd.concat([pts, pd.DataFrame({"method": EXCESS, "train_task": ex.index, "cf_drop": ex.to_numpy(),
+                                            "cf_drop_min": np.nan, "cf_drop_max": np.nan, "n_seeds": np.nan})],
+                        ignore_index=True)
     zid = zs[zs["domain_kind"] == "ID"].drop_duplicates("task").set_index("task")
     pts["ss_zero_shot"] = pts["train_task"].map(zid["ss"]) if "ss" in zid else np.nan
     pts = order_methods(pts.sort_values("ss_zero_shot", kind="stable"))
     rows = []
-    for m in methods_in(pts):
+    for m in list(dict.fromkeys(pts["method"])):
         g = pts[pts["method"] == m]
-        c = stats.correlation(g["ss_zero_shot"].to_numpy(float), g["cf_drop"].to_numpy(float))
-        rows.append(dict(method=m, rho=c["rho"], lo=c["lo"], hi=c["hi"], p=c["p"], n_tasks=c["n_tasks"]))
-    sp = pd.DataFrame(rows, columns=["method", "rho", "lo", "hi", "p", "n_tasks"])
+        c = stats.rank_correlation(g["ss_zero_shot"].to_numpy(float), g["cf_drop"].to_numpy(float))
+        rows.append(dict(method=m, rho=c["rho"], lo=c["lo"], hi=c["hi"], p=c["p"], n_tasks=c["n_tasks"], mde=c["mde"],
+                         ci_method=c["ci_method"], p_method=c["p_method"]))
+    sp = pd.DataFrame(rows, columns=["method", "rho", "lo", "hi", "p", "n_tasks", "mde", "ci_method", "p_method"])
     return pts[["method", "train_task", "ss_zero_shot", "cf_drop", "cf_drop_min", "cf_drop_max", "n_seeds"]], sp
 
 
 # ----------------------------------------------------------------------------- ablations
+ABLATION_QUANTITIES = ["id_gain", "dg_gain", "cf_drop", "balance"]
+
+
 def ablation_table(runs: pd.DataFrame, ft: pd.DataFrame, method: str = "aclip") -> pd.DataFrame:
-    """Ablation variants of ``method`` next to the default methods, every row restricted to the tasks
-    and seeds the ablations ran on: ID gain, DG gain, CF drop, balance (interval over tasks when
-    there are at least ``stats.MIN_TASKS_CI`` tasks), trainable parameters."""
-    q = ["id_gain", "dg_gain", "cf_drop", "balance"]
-    cols = ["label", "method", "variant", "trainable_params"] + [c + s for c in q for s in ("", "_lo", "_hi")] + \
-           ["n_tasks", "n_seeds", "seeds", "tasks"]
+    """Ablation variants of ``method`` next to the default methods, per task the ablations ran on
+    (3 tasks are too few for an interval over tasks): ID gain, DG gain, CF drop, balance as the mean
+    over the seeds with its t interval over seeds, trainable parameters."""
+    q = ABLATION_QUANTITIES
+    cols = ["task", "label", "method", "variant", "trainable_params"] + [c + s for c in q for s in ("", "_lo", "_hi")] + \
+           ["n_seeds", "seeds", "ci_method"]
     abl = runs[(runs["method"] == method) & (runs["variant"] != "default")]
     if abl.empty:
         out = pd.DataFrame(columns=cols)
@@ -458,68 +498,72 @@ def ablation_table(runs: pd.DataFrame, ft: pd.DataFrame, method: str = "aclip") 
                & ((runs["variant"] == "default") | (runs["method"] == method))]
     params = ft.groupby(["method", "variant"])["trainable_params"].median() if "trainable_params" in ft else {}
     rows = []
-    for (m, v), g in sub.groupby(["method", "variant"]):
-        r = dict(method=m, variant=v, label=METHOD_LABELS.get(m, m) + ("" if v == "default" else f" · {v}"),
+    for (t, m, v), g in sub.groupby(["train_task", "method", "variant"]):
+        r = dict(task=t, method=m, variant=v, label=METHOD_LABELS.get(m, m) + ("" if v == "default" else f" · {v}"),
                  trainable_params=float(params.get((m, v), np.nan)) if len(params) else np.nan)
         for c in q:
-            ci = stats.task_mean_ci(g[c], g["train_task"], bounds=BOUNDS[c])
-            r[c], r[c + "_lo"], r[c + "_hi"] = ci["value"], ci["lo"], ci["hi"]
-        r.update(n_tasks=int(g["train_task"].nunique()), n_seeds=int(g["seed"].nunique()),
-                 seeds=",".join(map(str, seeds)), tasks=",".join(tasks))
+            r[c] = float(g[c].mean())
+            r[c + "_lo"], r[c + "_hi"] = stats.t_interval(g[c], bounds=BOUNDS[c])
+        r.update(n_seeds=int(g["seed"].nunique()), seeds=",".join(map(str, sorted(g["seed"].astype(int)))),
+                 ci_method=stats.T_SEEDS)
         rows.append(r)
     t = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    t["_k"] = [(0 if v == "default" else 1, order.get(m, 99), v) for m, v in zip(t["method"], t["variant"])]
+    t["_k"] = [(task, 0 if v == "default" else 1, order.get(m, 99), v)
+               for task, m, v in zip(t["task"], t["method"], t["variant"])]
     t = t.sort_values("_k").drop(columns="_k").reset_index(drop=True)[cols]
-    t.attrs["note"] = (f"Ablations ran on seed(s) {', '.join(map(str, seeds))} and task(s) {', '.join(tasks)}: every "
-                       f"row, the default methods included, uses only those seeds and tasks"
-                       + ("" if len(tasks) >= stats.MIN_TASKS_CI else
-                          f" (fewer than {stats.MIN_TASKS_CI} tasks: no interval)") + ".")
+    t.attrs["note"] = (f"Ablations ran on seed(s) {', '.join(map(str, seeds))} of task(s) {', '.join(tasks)}; every "
+                       f"row, the default methods included, is one task with the mean over those seeds and its t "
+                       f"interval over seeds (no interval over {len(tasks)} tasks).")
     return t
 
 
+# ----------------------------------------------------------------------------- one-sample effects
+SESOI = 0.02   # pre-registered smallest effect of interest: 2 accuracy points (claim 4b's "no DG gain")
+EFFECT_QUANTITIES = ["id_gain", "dg_gain", "cf_drop", "balance"]
+
+
+def effects(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Per method and quantity, the per-task seed means tested against 0: Hodges-Lehmann estimate, the
+    inverted exact signed-rank interval and p, and the equivalence test (TOST) within +/- ``SESOI``
+    with its 90% interval; mean, between-task SD and the minimal detectable mean (80% power)."""
+    r = runs[runs["variant"] == variant]
+    rows = []
+    for m in methods_in(r):
+        g = r[r["method"] == m]
+        for q in EFFECT_QUANTITIES:
+            c = stats.paired_test(g[q].to_numpy(float), g["train_task"].to_numpy())
+            e = stats.equivalence_test(g[q].to_numpy(float), SESOI, g["train_task"].to_numpy())
+            rows.append(dict(method=m, quantity=q, estimate=c["estimate"], lo=c["lo"], hi=c["hi"], p=c["p"],
+                             tost_p=e["p_tost"], tost_lo90=e["lo90"], tost_hi90=e["hi90"], sesoi=SESOI,
+                             mean=c["mean"], sd=c["sd"], n_tasks=c["n_tasks"],
+                             mde=stats.mde_paired(c["sd"], c["n_tasks"]), ci_method=c["ci_method"],
+                             p_method=c["p_method"]))
+    return pd.DataFrame(rows, columns=["method", "quantity", "estimate", "lo", "hi", "p", "tost_p", "tost_lo90",
+                                       "tost_hi90", "sesoi", "mean", "sd", "n_tasks", "mde", "ci_method", "p_method"])
+
+
 # ----------------------------------------------------------------------------- everything, once
-STAT_TABLES = ("method_summary", "comparisons", "predictors", "predictor_contrasts", "forgetting_spearman",
-               "forgetting_vs_ss", "gain_points", "alignment", "collapse")
-
-
-def _subsets(runs: pd.DataFrame) -> dict:
-    out = {ALL_RUNS: runs}
-    if runs["collapsed"].any():
-        out[WITHOUT_COLLAPSED] = runs[~runs["collapsed"]]
-    return out
+def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, ev: pd.DataFrame, full: bool = True) -> dict:
+    """The tables the claims read, from the run-level table. ``full=False`` (leave-one-task-out)
+    computes only the predictor rows the claims read (ss and ACS, pooled)."""
+    pts = gain_points(zs, ev, runs)
+    fpts, fsp = forgetting_vs_ss(zs, runs)
+    pred_pts = pts if full else pts[pts["method"] == "pooled"]
+    measures = present_measures(zs) if full else [m for m in ("ss", "acs") if m in present_measures(zs)]
+    return {"method_summary": method_summary(runs), "comparisons": comparisons(runs), "effects": effects(runs),
+            "gain_points": pts, "predictors": predictors(pred_pts, measures),
+            "predictor_contrasts": predictor_contrasts(pts), "forgetting_vs_ss": fpts, "forgetting_spearman": fsp}
 
 
 def compute(res: dict) -> dict:
     """Every statistic of the study from ``load_results``'s dict (inputs kept under their names).
-
-    The tables with a ``subset`` column hold the statistics on all runs and, when finetune.csv
-    marks collapsed runs, without them. ``claims`` (``lib.analysis.claims``) and every figure read
-    only these tables."""
+    ``claims`` (``lib.analysis.claims``) and every figure read only these tables."""
     check_inputs(res)
     zs, ft, ev = res["zero_shot"], res["finetune"], res["evaluation"]
     runs = run_level(ev, ft)
-    measures = present_measures(zs)
-    per = {name: [] for name in STAT_TABLES}
-    for subset, r in _subsets(runs).items():
-        pts = gain_points(zs, ev, r)
-        fpts, fsp = forgetting_vs_ss(zs, r)
-        got = {"method_summary": method_summary(r), "comparisons": comparisons(r), "gain_points": pts,
-               "predictors": predictors(pts, measures), "predictor_contrasts": predictor_contrasts(pts),
-               "forgetting_vs_ss": fpts, "forgetting_spearman": fsp, "alignment": alignment(ev, r),
-               "collapse": collapse_counts(runs)}
-        for name, df in got.items():
-            per[name].append(df.assign(subset=subset))
     out = {**res, "runs": runs, "seed_aggregate": seed_aggregate(ev), "zero_shot_summary": zero_shot_summary(zs),
-           "world_check": world_check(zs),
-           "ablations": ablation_table(runs, ft)}
-    for name, dfs in per.items():
-        out[name] = pd.concat(dfs, ignore_index=True)
-    out["collapse"] = out["collapse"][out["collapse"]["subset"] == ALL_RUNS].drop(columns="subset")
-    out["headline"] = headline(subset_of(out["method_summary"]), out["collapse"])
+           "world_check": world_check(zs), "ablations": ablation_table(runs, ft), "alignment": alignment(ev, runs),
+           "run_flags": run_flags(runs), **claim_tables(zs, runs, ev)}
+    out["headline"] = headline(out["method_summary"], out["run_flags"])
     return out
-
-
-def subset_of(df: pd.DataFrame, subset: str = ALL_RUNS) -> pd.DataFrame:
-    """Rows of one subset (without the column)."""
-    return df[df["subset"] == subset].drop(columns="subset").reset_index(drop=True)

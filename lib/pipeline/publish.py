@@ -148,8 +148,7 @@ def complete_notebooks(profile: str, dest=None) -> list[str]:
 def summary_text(t: dict, out_dir: Path, published: Path | None) -> str:
     lines = ["", "Headline (accuracy points, 95% interval over tasks):", "",
              report.markdown_table(report.headline_display(t["headline"])),
-             "Claims: " + ", ".join(f"{r.id} {r.verdict}" for r in t["claims"].itertuples()
-                                    if r.subset == t["claims"]["subset"].iloc[0]),
+             "Claims: " + ", ".join(f"{r.id} {r.verdict}" for r in t["claims"].itertuples()),
              f"Figures, tables and claims.md: {out_dir}"]
     if published is not None:
         lines.append(f"Published to: {published} (README results block rewritten)")
