@@ -13,9 +13,10 @@ The rule that maps the decisions to a verdict is stated next to each claim, and 
 ``docs/methods.md``; tests/test_claims_rules.py tests every row. Each verdict names its *binding*
 test (the one whose decision set the verdict, or that kept it from holding) with that test's
 estimate, interval, Holm-adjusted p and minimal detectable effect (80% power at the family's
-Bonferroni level, the between-task SD observed). ``near_threshold`` is True when the binding Holm p
-lies within a factor of 2 of ``ALPHA`` or when leaving one task out changes the verdict
-(``loto_flips``, filled in by :func:`evaluate`).
+Bonferroni level, the between-task SD observed). ``near_threshold`` is True when the verdict is
+undecided or the binding Holm p lies within a factor of 2 of ``ALPHA``. Leaving one task out is
+reported beside it (``loto_flips``: the tasks whose removal changes the verdict, filled in by
+:func:`evaluate_all`).
 """
 from __future__ import annotations
 
@@ -400,7 +401,7 @@ def evaluate_all(tables: dict, loto: bool = True) -> tuple[pd.DataFrame, pd.Data
     rows, trows = [], []
     for v in vs:
         f = flips.get(v.id, [])
-        v = replace(v, loto_flips=len(f), loto_tasks=",".join(f), near_threshold=v.near_threshold or bool(f))
+        v = replace(v, loto_flips=len(f), loto_tasks=",".join(f))
         rows.append({c: getattr(v, c) for c in COLUMNS})
         trows += [dict(id=v.id, test=t.name, direction=t.direction, estimate=t.estimate, lo=t.lo, hi=t.hi,
                        ci_method=t.ci_method, p=t.p, p_holm=t.p_holm, p_method=t.p_method, decision=t.decision,
