@@ -215,14 +215,14 @@ def rho_text(r) -> str:
 
 def _interval_note(df: pd.DataFrame) -> str:
     n = int(df["n_tasks"].min()) if "n_tasks" in df and len(df) else 0
-    return f"bars: 95% BCa interval over {n} tasks" if n >= 3 else "too few tasks for an interval"
+    return f"bars: 95% t interval over {n} tasks" if n >= 3 else "too few tasks for an interval"
 
 
 def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
     """Fine-tuning gain vs each zero-shot measure present (ss, ACS, IIMM, class silhouette, modality
-    gap) per (task, domain) and method. Titles: Spearman ρ of the mean gain over methods (ID and
-    shifted-domain points; raw and headroom-normalised gain) with its interval over tasks and exact
-    p, read from the predictors table."""
+    gap) per (task, domain) and method. Titles: Spearman ρ over tasks of the mean gain over methods on
+    the ID domain (raw and headroom-normalised gain) with its Fisher-z interval and exact p, read from
+    the predictors table."""
     from .analysis.tables import HEADROOM, MEASURE_LABELS, RAW
     style()
     pts, pred = _all_runs(points), _all_runs(predictors)
@@ -243,7 +243,7 @@ def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
         ax.scatter(pool[meas], pool["gain"] * 100, marker="_", color="k", s=90, lw=1.4, zorder=4)
         lines = [MEASURE_LABELS.get(meas, meas)]
         for form, short in ((RAW, "raw"), (HEADROOM, "headroom")):
-            r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["target"] == "ID+DG")
+            r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["stratum"] == "ID")
                      & (pred["form"] == form)]
             lines.append(f"{short}: {rho_text(r.iloc[0] if len(r) else None)}")
         ax.set_title("\n".join(lines), fontsize=7)
@@ -255,8 +255,8 @@ def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
     handles += [plt.Line2D([], [], ls="", marker="_", color="k", markersize=9, mew=1.4, label="mean over methods")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=7,
                handletextpad=0.2, columnspacing=0.9, frameon=False)
-    fig.suptitle("Zero-shot misalignment vs fine-tuning gain (ρ: Spearman of the mean gain over methods, "
-                 "intervals over tasks, exact p)", fontsize=8)
+    fig.suptitle("Zero-shot misalignment vs fine-tuning gain (ρ: Spearman over tasks of the mean gain over methods "
+                 "on the ID domain, Fisher-z interval, exact p; shifted domains: predictors.csv)", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -422,16 +422,18 @@ def tradeoff(head: pd.DataFrame):
 
 
 def ablations(tab: pd.DataFrame):
-    """Ablation variants next to the default methods, on the ablations' tasks and seeds: ID gain, DG
-    gain and CF drop (trainable parameters in the row labels)."""
+    """Ablation variants next to the default methods, one block of rows per task the ablations ran on:
+    ID gain, DG gain and CF drop, the mean over seeds with its t interval over seeds (trainable
+    parameters in the row labels)."""
     style()
     methods = _methods_in(tab)
     pal = method_palette(methods)
     n = len(tab)
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 0.9 + 0.24 * n), sharey=True)
-    yl = [f"{r.label} ({_human(r.trainable_params)})" for r in tab.itertuples()]
+    fig, axes = plt.subplots(1, 3, figsize=(7.4, 0.9 + 0.2 * n), sharey=True)
+    yl = [f"{r.task} · {r.label} ({_human(r.trainable_params)})" for r in tab.itertuples()]
     ypos = np.arange(n)
     default = (tab["variant"] == "default").to_numpy()
+    starts = [i for i in range(1, n) if tab["task"].iloc[i] != tab["task"].iloc[i - 1]]
     for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain"),
                            (axes[2], "cf_drop", "CF drop")):
         bars = ax.barh(ypos, tab[col] * 100, color=[pal[m] for m in tab["method"]], height=0.7)
@@ -445,14 +447,13 @@ def ablations(tab: pd.DataFrame):
         ax.axvline(0, color="0.3", lw=0.6)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("acc. points")
-        if default.any() and (~default).any():
-            ax.axhline(default.sum() - 0.5, color="0.5", lw=0.6, ls="--")
-    axes[0].set_yticks(ypos, yl)
+        for i in starts:
+            ax.axhline(i - 0.5, color="0.5", lw=0.6, ls="--")
+    axes[0].set_yticks(ypos, yl, fontsize=6)
     axes[0].invert_yaxis()
-    seeds = tab["seeds"].iloc[0] if n else ""
-    tasks = str(tab["tasks"].iloc[0]).replace(",", ", ") if n else ""
-    fig.suptitle(f"Ablations (hatched) vs methods · seed(s) {seeds} · task(s) {tasks}\n"
-                 f"({_interval_note(tab)}; trainable parameters in brackets)", fontsize=8)
+    seeds = ", ".join(sorted(set(",".join(tab["seeds"].astype(str)).split(",")))) if n else ""
+    fig.suptitle(f"Ablations (hatched) vs methods, per task · seed(s) {seeds}\n"
+                 f"(bars: 95% t interval over seeds; trainable parameters in brackets)", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -32,8 +32,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
-CONFIDENCE = 0.95
-ALPHA = 1.0 - CONFIDENCE
+ALPHA = 0.05
+CONFIDENCE = 1.0 - ALPHA
 N_PERMUTATIONS = 20000      # Monte Carlo permutations when the exact enumeration is too large
 EXACT_MAX_TASKS = 8         # full enumeration of task permutations up to 8! = 40,320
 MIN_TASKS_CI = 3            # fewer tasks: no interval (NaN)

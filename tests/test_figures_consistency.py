@@ -28,7 +28,7 @@ RHO = re.compile(r"(raw|headroom): ρ = ([-+]\d\.\d\d)(?: \[([-+]\d\.\d\d), ([-+
 
 @pytest.fixture(scope="module")
 def tables():
-    return A.compute(results(5, two_shift=True, collapsed=[("t0", "full", 0)]))
+    return A.compute(results(5, two_shift=True, no_val_gain=[("t0", "full", 0)]))
 
 
 def _texts(fig) -> list[str]:
@@ -81,7 +81,7 @@ def test_every_printed_number_is_a_table_value(tables, name):
         texts = _texts(fig)
         assert texts
         for text in texts:
-            text = re.sub(r"\d+% ", "", text)               # '95% BCa interval' is the level, not a result
+            text = re.sub(r"\d+% ", "", text)               # '95% t interval' is the level, not a result
             for num in NUM.findall(text):
                 assert _matches(num, values), f"{name}: {num!r} in {text!r} is not a table value"
     finally:
@@ -102,13 +102,13 @@ def test_difficulty_titles_are_the_predictor_rows(tables):
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     finally:
         plt.close(fig)
-    pred = T.subset_of(tables["predictors"])
+    pred = tables["predictors"]
     measures = [m for m in plots.DIFFICULTY_MEASURES if m in set(pred["measure"])]
     assert len(titles) == len(measures) == 5              # ss, ACS, IIMM, class silhouette, modality gap
     for meas, title in zip(measures, titles):
         found = {g[0]: g[1:] for g in RHO.findall(title)}
         for form, short in ((T.RAW, "raw"), (T.HEADROOM, "headroom")):
-            r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["target"] == "ID+DG")
+            r = pred[(pred["measure"] == meas) & (pred["method"] == "pooled") & (pred["stratum"] == "ID")
                      & (pred["form"] == form)].iloc[0]
             rho, lo, hi, p = found[short]
             assert float(rho) == pytest.approx(r["rho"], abs=0.005)
@@ -120,7 +120,7 @@ def test_difficulty_titles_are_the_predictor_rows(tables):
 def test_figures_read_the_tables_not_recompute(tables):
     t = dict(tables)
     pred = t["predictors"].copy()
-    sel = (pred["measure"] == "ss") & (pred["method"] == "pooled") & (pred["target"] == "ID+DG") & \
+    sel = (pred["measure"] == "ss") & (pred["method"] == "pooled") & (pred["stratum"] == "ID") & \
         (pred["form"] == T.RAW)
     pred.loc[sel, ["rho", "lo", "hi", "p"]] = [0.123, -0.456, 0.789, 0.321]
     t["predictors"] = pred
@@ -141,7 +141,7 @@ def test_figures_read_the_tables_not_recompute(tables):
 def test_figures_stage_is_deterministic(tmp_path, monkeypatch):
     from lib.pipeline import publish as P
     monkeypatch.setenv("CLIPMIS_BUILD", str(tmp_path / "build"))
-    res = results(5, collapsed=[("t0", "full", 0)])
+    res = results(5, no_val_gain=[("t0", "full", 0)])
     a, b = tmp_path / "a", tmp_path / "b"
     P.build("unit", a, results=res)
     P.build("unit", b, results=res)

@@ -377,14 +377,14 @@ def leave_one_task_out(tables: dict) -> dict[str, list[str]]:
     here (n - 1 tasks would otherwise always read 'too few'); the discreteness of exact tests is not:
     over 7 tasks a Holm family of 4 signed-rank tests cannot all be decided (4 x 2/2^7 > 0.05), which
     a flip then shows."""
-    runs, zs, ev = tables["runs"], tables["zero_shot"], tables["evaluation"]
+    runs, zs, pts = tables["runs"], tables["zero_shot"], tables["gain_points"]
     base = {v.id: v.verdict for v in _verdicts(tables)}
     flips = {cid: [] for cid in base}
     _GATE[0] = False
     try:
         for task in sorted(runs["train_task"].unique()):
             t = T.claim_tables(zs[zs["task"] != task], runs[runs["train_task"] != task],
-                               ev[ev["train_task"] != task], full=False)
+                               pts[pts["task"] != task], full=False)
             for v in _verdicts(t):
                 if v.verdict != base[v.id]:
                     flips[v.id].append(task)

@@ -32,7 +32,7 @@ from .. import stats
 
 METHOD_ORDER = ["full", "clip_adapter", "lora", "bitfit", "aclip"]
 METHOD_LABELS = {"full": "Full", "clip_adapter": "CLIP-Adapter", "lora": "LoRA", "bitfit": "BitFit",
-                 "aclip": "A-CLIP", "pooled": "pooled"}
+                 "aclip": "A-CLIP", "pooled": "pooled", "bitfit_excess": "BitFit - others"}
 RUN_KEYS = ["train_task", "method", "variant", "seed"]
 RESULT_FILES = ("zero_shot", "finetune", "evaluation")
 FLAGS = ["no_val_gain", "nonfinite", "diverged"]
@@ -544,10 +544,10 @@ def effects(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- everything, once
-def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, ev: pd.DataFrame, full: bool = True) -> dict:
-    """The tables the claims read, from the run-level table. ``full=False`` (leave-one-task-out)
-    computes only the predictor rows the claims read (ss and ACS, pooled)."""
-    pts = gain_points(zs, ev, runs)
+def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, pts: pd.DataFrame, full: bool = True) -> dict:
+    """The tables the claims read, from the zero-shot table, the run-level table and the gain points
+    (:func:`gain_points`). ``full=False`` (leave-one-task-out) computes only the predictor rows the
+    claims read (ss and ACS, pooled)."""
     fpts, fsp = forgetting_vs_ss(zs, runs)
     pred_pts = pts if full else pts[pts["method"] == "pooled"]
     measures = present_measures(zs) if full else [m for m in ("ss", "acs") if m in present_measures(zs)]
@@ -564,6 +564,6 @@ def compute(res: dict) -> dict:
     runs = run_level(ev, ft)
     out = {**res, "runs": runs, "seed_aggregate": seed_aggregate(ev), "zero_shot_summary": zero_shot_summary(zs),
            "world_check": world_check(zs), "ablations": ablation_table(runs, ft), "alignment": alignment(ev, runs),
-           "run_flags": run_flags(runs), **claim_tables(zs, runs, ev)}
+           "run_flags": run_flags(runs), **claim_tables(zs, runs, gain_points(zs, ev, runs))}
     out["headline"] = headline(out["method_summary"], out["run_flags"])
     return out

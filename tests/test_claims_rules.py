@@ -1,0 +1,90 @@
+"""The claim rules as truth tables (docs/methods.md): every row is a test, and claim 1 cannot hold
+when rho(ss, gain) is negative, built on data."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import analysis as A
+from lib.analysis import claims as C
+from lib.analysis import tables as T
+
+H, F, I = C.HOLDS, C.FAILS, C.INCONCLUSIVE
+
+# claim 1: S = decision on rho(ss, gain) > 0, D = decision on |rho_ss| - |rho_acs| > 0
+RULE_1_TABLE = [("+", "+", H), ("+", "0", I), ("+", "-", F),
+                ("0", "+", I), ("0", "0", I), ("0", "-", F),
+                ("-", "+", F), ("-", "0", F), ("-", "-", F)]
+
+
+@pytest.mark.parametrize("s,d,want", RULE_1_TABLE)
+def test_rule_1_truth_table(s, d, want):
+    assert C.rule_1(s, d) == want
+
+
+RULE_ALL_TABLE = [(["+", "+", "+", "+"], H), (["+", "+", "+", "0"], I), (["+", "+", "+", "-"], F),
+                  (["0", "0", "0", "0"], I), (["-", "0", "+", "+"], F), (["+"], H), (["0"], I), (["-"], F)]
+
+
+@pytest.mark.parametrize("decisions,want", RULE_ALL_TABLE)
+def test_rule_all_truth_table(decisions, want):
+    assert C.rule_all(decisions) == want
+
+
+# claim 4b: per method (CLIP-Adapter, Full) DG gain decision, its TOST decision ('=' equivalent to 0), CF decision
+RULE_4B_TABLE = [(["+", "+"], ["0", "0"], ["+", "+"], H),
+                 (["+", "0"], ["0", "0"], ["+", "+"], I),
+                 (["+", "+"], ["0", "0"], ["+", "0"], I),
+                 (["+", "-"], ["0", "0"], ["+", "+"], F),
+                 (["+", "0"], ["0", "="], ["+", "+"], F),
+                 (["+", "+"], ["0", "0"], ["-", "+"], F),
+                 (["0", "0"], ["0", "0"], ["0", "0"], I)]
+
+
+@pytest.mark.parametrize("dg,tost,cf,want", RULE_4B_TABLE)
+def test_rule_4b_truth_table(dg, tost, cf, want):
+    assert C.rule_4b(dg, tost, cf) == want
+
+
+def _test(p_holm, est, direction=1):
+    return C.Test("t", direction, est, est - 1, est + 1, p_holm, "", "", 8, p_holm=p_holm)
+
+
+@pytest.mark.parametrize("p,est,direction,want", [(0.01, 0.5, 1, "+"), (0.01, -0.5, 1, "-"), (0.2, 0.5, 1, "0"),
+                                                  (0.01, -0.5, -1, "+"), (0.049, 0.1, 0, "="), (0.05, 0.1, 1, "0")])
+def test_decision_of_one_test(p, est, direction, want):
+    assert _test(p, est, direction).decision == want
+
+
+def test_holm_adjustment_and_attainability():
+    tests = C.adjust([C.Test(f"t{k}", 1, 1.0, 0.5, 1.5, p, "", "", 8) for k, p in enumerate([0.01, 0.02, 0.04])])
+    assert [t.p_holm for t in tests] == pytest.approx([0.03, 0.04, 0.04])
+    assert C.attainable(2 / 2 ** 8, 4) and not C.attainable(2 / 2 ** 8, 8)   # 8 tasks: a family of 8 cannot hold
+
+
+def _claim1_data(rho_ss_sign: int, n: int = 8) -> dict:
+    """n tasks whose ID gain falls (rho_ss_sign = -1) or grows with zero-shot ss; ACS unrelated."""
+    rng = np.random.default_rng(3)
+    tasks = [f"t{i}" for i in range(n)]
+    ss = np.linspace(0.1, 0.8, n)
+    gain = 0.1 + rho_ss_sign * 0.1 * (ss - ss.mean())
+    acs = rng.permutation(np.linspace(0.3, 0.6, n))
+    pts = pd.DataFrame({"method": "pooled", "task": tasks, "domain": "id", "schema": "ID", "slot": 0, "stratum": "ID",
+                        "gain": gain, "gain_headroom": gain, "acc_zero_shot": 0.5, "n_seeds": 1, "ss": ss, "acs": acs})
+    return {"predictors": T.predictors(pts, ["ss", "acs"]), "predictor_contrasts": T.predictor_contrasts(pts)}
+
+
+def test_claim_1_cannot_hold_when_rho_ss_is_negative():
+    """The published mini run had rho_ss < 0 and rho_acs > 0 and the old, sign-blind statistic still
+    said 'holds' on a subset. Here ss tracks the gain perfectly, but in the wrong direction."""
+    v = C.claim_1(_claim1_data(-1))
+    assert v.verdict == C.FAILS and v.binding.startswith("S:") and v.estimate == pytest.approx(-1.0)
+    assert C.claim_1(_claim1_data(+1)).verdict == C.HOLDS
+
+
+def test_claim_tests_table_lists_every_family_member():
+    import test_analysis as TA
+    t = A.compute(TA.results(5))
+    ct = t["claim_tests"]
+    fam = t["claims"].set_index("id")["family_size"]
+    assert ct.groupby("id").size().to_dict() == fam[fam > 0].astype(int).to_dict()
+    assert {"p", "p_holm", "decision", "ci_method"} <= set(ct.columns)
