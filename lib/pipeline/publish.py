@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .. import analysis, config, manifest, paths, plots
+from .. import analysis, config, io, manifest, paths, plots
 from ..analysis import report
 
 README = paths.ROOT / "README.md"
@@ -97,7 +97,7 @@ def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "p
     selected learning rates, verdicts)."""
     text = Path(readme).read_text()
     block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"))
-    Path(readme).write_text(report.replace_block(text, block))
+    io.write_text(Path(readme), report.replace_block(text, block))  # atomic: a failed write keeps the old README
     return Path(readme)
 
 
