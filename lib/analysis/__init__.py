@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import io, manifest, paths
+from .. import io, manifest, paths, schema
 from . import claims as claims_mod
 from . import report, tables
 from .claims import MIN_TASKS, VERDICTS, Verdict
@@ -36,12 +36,15 @@ def load_results(profile_or_dir) -> dict:
     out = {}
     if (rd / "lr_sweep.csv").exists():  # optional: written beside finetune.csv when a profile sweeps
         out["lr_sweep"] = pd.read_csv(rd / "lr_sweep.csv")
+    tables = {"zero_shot": schema.ZERO_SHOT, "finetune": schema.FINETUNE, "evaluation": schema.EVALUATION}
     for name in RESULT_FILES:
         f = rd / f"{name}.csv"
         if not f.exists():
             raise FileNotFoundError(f"{f} does not exist: it is written by notebook {producers[name]} "
                                     f"for this profile")
-        out[name] = pd.read_csv(f)
+        # validated on read (columns, types, ranges, no NaN, unique keys, the recorded content hash):
+        # a damaged or hand-edited table stops here with the file, the problem and the fix
+        out[name] = schema.read_table(f, tables[name], rd.parent.name)
     return out
 
 
@@ -78,7 +81,7 @@ def save_tables(t: dict, out_dir) -> list[Path]:
         if name in t:
             written += save_table(t[name], name, out_dir, markdown=md)
     if "headline" in t:
-        (out_dir / "headline.md").write_text(report.headline_markdown(t["headline"]))
+        io.write_text(out_dir / "headline.md", report.headline_markdown(t["headline"]))
         written.append(out_dir / "headline.md")
     return written
 
