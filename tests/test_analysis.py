@@ -509,3 +509,10 @@ def test_world_check_flags_tasks_outside_the_zero_shot_target():
     assert allr["tasks_in_range"] == 2 and not allr["in_range"]
     assert allr["id_acc_min"] == 0.12 and allr["id_acc_max"] == 0.95 and allr["n_points"] == 4
     assert allr["ss_acs_rho"] == pytest.approx(-1.0)
+
+
+def test_learning_rates_print_in_scientific_notation(tmp_path):
+    sweep = lr_sweep(finetune(evaluation(zero_shot(3), seeds=(0,), ablations=())))
+    R.save_table(sweep, "lr_sweep", tmp_path)
+    text = (tmp_path / "lr_sweep.md").read_text()
+    assert "| 1e-03 |" in text and "| 0.001 |" not in text and "| 0.000 |" not in text

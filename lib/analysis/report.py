@@ -84,6 +84,9 @@ def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+SCIENTIFIC = {"lr"}   # Markdown columns printed in scientific notation
+
+
 def save_table(df: pd.DataFrame, name: str, out_dir, markdown: bool = True) -> list[Path]:
     """``<name>.csv`` (every column) and, when ``markdown`` and the table has at most
     ``MAX_MD_COLUMNS`` columns once intervals are collapsed, ``<name>.md`` (with
@@ -94,6 +97,8 @@ def save_table(df: pd.DataFrame, name: str, out_dir, markdown: bool = True) -> l
     written = [csv]
     digits = int(df.attrs.get("digits", 3))
     md = collapse_intervals(df, digits)
+    for c in SCIENTIFIC & set(md.columns):                 # learning rates span decades: 1e-04, not 0.000
+        md[c] = [f"{float(v):.0e}" if pd.notna(v) else "" for v in md[c]]
     if markdown and md.shape[1] <= MAX_MD_COLUMNS:
         text = markdown_table(md, digits)
         if df.attrs.get("note"):
