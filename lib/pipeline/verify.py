@@ -28,19 +28,26 @@
    then it is a warning (the statistic sits within noise of its threshold).
 
 Tolerances (one dict, :data:`TOLERANCES`; a comparison kind -> table -> column -> :class:`Tol`, the
-most specific entry wins, ``"*"`` matches any):
+most specific entry wins, ``"*"`` matches any; a Markdown table ``x.md`` takes ``x.csv``'s):
 
-* ``"published"`` -- a fresh run against the published run.  Bounded measures (accuracies, ACS,
-  silhouettes, correlations, gaps and their CI bounds live in [-1, 1] or [0, 1]): two numbers agree
-  when they differ by at most 0.02 (two percentage points of accuracy, 10 test images of 500 on
-  ``mini``) or by at most 2% of the larger magnitude; integer columns exactly, ``best_epoch`` by
-  one epoch; numbers inside text cells (``value``, ``detail``) the same way, the words around them
-  exactly; timings and memory ignored, which no two runs share.
+* ``"published"`` -- a fresh run against the published run, from the measured seed-to-seed noise of
+  the published run: ``lib/pipeline/tolerances.json``, written by ``python bench/seed_noise.py
+  --write`` (every column, its seed SD and its source: ``docs/reliability.md``).  A rerun on another
+  machine is treated as another seed: a cell of a per-run / per-split table (runs, lr_sweep,
+  seed_aggregate, gain_points, forgetting_vs_ss, finetune, evaluation) may differ by ``k`` times its
+  quantity's pooled seed SD, ``k = sqrt(2) z(1 - 0.05 / (2 N))`` over the ``N`` such cells (an honest
+  rerun fails with probability <= 5% under normal noise); a number of a table of means over tasks and
+  seeds (headline, method_summary, comparisons, effects, alignment, ...) by ``k`` times the noisiest
+  gain's seed SD over the square root of the fewest runs behind one mean; zero-shot numbers
+  (deterministic) by one unit in the CSVs' last digit.  Integer columns exactly, ``best_epoch`` by one
+  epoch; numbers inside text cells (``detail``) the same way, the words around them exactly; timings
+  and memory ignored, which no two runs share.
 * ``"recomputed"`` -- the same results through the same code on the same machine give the same
   bytes (seeded bootstraps), so the recomputed tables must equal the build's exactly.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -67,10 +74,33 @@ class Tol:
 
 IGNORED = Tol(ignore=True)
 _TIMINGS = {c: IGNORED for c in ("train_seconds", "peak_memory_mb", "seconds", "wall_seconds", "steps_per_second")}
+TOLERANCES_FILE = Path(__file__).with_name("tolerances.json")   # bench/seed_noise.py --write
+
+
+def load_tolerances(path: Path = TOLERANCES_FILE) -> dict[str, dict[str, Tol]]:
+    """``TOLERANCES["published"]`` from the measured seed noise (``bench/seed_noise.py --write``):
+    table -> column -> Tol, with ``"*"`` -> ``"*"`` the file's default, ``best_epoch`` one epoch of
+    slack and timings ignored."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        default = doc["default"]
+        tables = doc["tables"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RuntimeError(f"{path}: make verify's tolerances cannot be read ({type(exc).__name__}: {exc}); "
+                           f"rewrite it with `python bench/seed_noise.py --write`") from exc
+
+    def tol(e: dict) -> Tol:
+        return Tol(abs=float(e.get("abs", 0.0)), rel=float(e.get("rel", 0.0)))
+    d = tol(default)
+    out = {"*": {"*": d, "best_epoch": Tol(abs=d.abs, rel=d.rel, int_slack=1), **_TIMINGS}}
+    for name, cols in tables.items():
+        out[name] = {c: tol(e) for c, e in cols.items()}
+    return out
+
+
 # The tolerance table, in one place: comparison kind -> table (file name) -> column -> Tol ("*": any).
 TOLERANCES: dict[str, dict[str, dict[str, Tol]]] = {
-    "published": {"*": {"*": Tol(abs=0.02, rel=0.02), "best_epoch": Tol(abs=0.02, rel=0.02, int_slack=1),
-                        **_TIMINGS}},
+    "published": load_tolerances(),
     "recomputed": {"*": {"*": Tol(), **_TIMINGS}},
 }
 
@@ -78,6 +108,8 @@ TOLERANCES: dict[str, dict[str, dict[str, Tol]]] = {
 def tolerance(kind: str, table: str, column: str) -> Tol:
     """The most specific entry of ``TOLERANCES[kind]`` for ``table``'s ``column``."""
     t = TOLERANCES[kind]
+    if table.endswith(".md") and table not in t:      # a Markdown table: the numbers of its CSV
+        table = table[:-3] + ".csv"
     for tab, col in ((table, column), (table, "*"), ("*", column), ("*", "*")):
         if col in t.get(tab, {}):
             return t[tab][col]
@@ -92,18 +124,23 @@ KEYS = {
     "finetune.csv": ["task", "method", "variant", "seed"],
     "evaluation.csv": ["train_task", "method", "variant", "seed", "eval_task", "eval_domain"],
     "lr_sweep.csv": ["task", "method", "lr", "seed"],
+    # Declared keys list the columns of both formats (study v2: `subset`, `target`; analysis v3:
+    # `stratum`, `task`): only those present on both sides are used.
     "claims.csv": ["id", "subset"],
-    "ablations.csv": ["method", "variant"],
+    "claim_tests.csv": ["id", "test"],
+    "ablations.csv": ["task", "method", "variant"],
     "alignment.csv": ["method", "schema", "measure", "subset"],
     "collapse.csv": ["method"],
+    "run_flags.csv": ["method"],
     "comparisons.csv": ["quantity", "method", "versus", "subset"],
+    "effects.csv": ["method", "quantity"],
     "forgetting_spearman.csv": ["method", "subset"],
     "forgetting_vs_ss.csv": ["method", "train_task", "subset"],
-    "gain_points.csv": ["method", "task", "domain", "subset"],
+    "gain_points.csv": ["method", "task", "domain", "stratum", "subset"],
     "headline.csv": ["method"],
     "method_summary.csv": ["method", "quantity", "subset"],
-    "predictor_contrasts.csv": ["contrast", "method", "target", "form", "subset"],
-    "predictors.csv": ["measure", "method", "target", "form", "subset"],
+    "predictor_contrasts.csv": ["contrast", "method", "stratum", "target", "form", "subset"],
+    "predictors.csv": ["measure", "method", "stratum", "target", "form", "subset"],
     "runs.csv": ["train_task", "method", "variant", "seed"],
     "seed_aggregate.csv": ["train_task", "method", "variant", "eval_task", "eval_domain"],
     "world_check.csv": ["task"],
@@ -532,7 +569,8 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
         print(f"error: no fresh tables in {fig_dir}: run `make reproduce PROFILE={profile}` first", file=out)
         return 1
     rep = Report(out)
-    print(f"verify {profile}: {pdir} vs {published_dir} (tolerances: TOLERANCES in lib/pipeline/verify.py)", file=out)
+    print(f"verify {profile}: {pdir} vs {published_dir} (tolerances: TOLERANCES in lib/pipeline/verify.py, from the "
+          f"measured seed noise in {TOLERANCES_FILE.relative_to(paths.ROOT)})", file=out)
 
     rep.section("manifests (every listed file present with its sha256):")
     pub_doc = check_manifest(published_dir, rep)
