@@ -5,11 +5,17 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
 .SUFFIXES:
+# GNU make >= 4.3: the rules below use grouped targets (`a b &: c`), which older makes (macOS ships
+# 3.81) read as something else; stop before reading them
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make $(MAKE_VERSION) is too old: this Makefile needs GNU make >= 4.3 (grouped targets). Install it \
+  (macOS: brew install make, then run gmake; Debian/Ubuntu >= 21.04 / WSL2: apt install make) and run again)
+endif
 
 PROFILE ?= mini
-# the profile whose figures, tables and notebooks are published to paper_figures/
-PUBLISH_PROFILE ?= mini
-# JOBS units run at once, each on CPU_CORES / JOBS threads (a single job uses every core)
+# JOBS units run at once; each unit's process takes the CPUs it may use (SLURM_CPUS_PER_TASK, else its CPU
+# affinity) divided by the units sharing its host (JOBS, or 1 when LAUNCH sends each unit to its own
+# allocation): lib.pipeline.common.unit_threads, in the unit, not on the Make host
 JOBS ?= 2
 # prefix of every unit of work, e.g. LAUNCH="srun --gres=gpu:1 -c 8" inside a SLURM allocation
 LAUNCH ?=
@@ -29,9 +35,8 @@ JOBS_REST := $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$
 ifneq ($(words $(JOBS))$(JOBS_REST)$(filter 0%,$(JOBS)),1)
 $(error JOBS='$(JOBS)' is not a positive integer (how many units run at once): write e.g. JOBS=2, or leave it out for the default 2)
 endif
-CPU_CORES := $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
-THREADS := $(shell echo $$(( $(CPU_CORES) / $(JOBS) > 0 ? $(CPU_CORES) / $(JOBS) : 1 )))
-UNIT_ENV := CLIPMIS_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
+# the units sharing one host's CPUs: JOBS locally, 1 when LAUNCH gives each unit its own allocation
+UNIT_ENV := CLIPMIS_UNITS_PER_HOST=$(if $(strip $(LAUNCH)),1,$(JOBS))
 CLIPMIS_T0 ?= $(shell date +%s)
 export CLIPMIS_T0
 # the math libraries' CPU kernels pinned to AVX2 paths in every process (lib/determinism.py):
@@ -42,7 +47,7 @@ export PYTHONHASHSEED := 0
 export PYTHONUNBUFFERED := 1
 
 .PHONY: all reproduce smoke setup test test-unit test-notebooks world pretrain zero-shot finetune evaluate figures \
-        bench verify dry-run commands clean-profile help
+        bench verify publish release-check dry-run commands clean-profile help
 all: reproduce
 
 help:
@@ -52,14 +57,17 @@ help:
 	@echo "make test-unit                              the fast unit tests only (pytest -m 'not slow')"
 	@echo "make bench                                  benchmark table"
 	@echo "make verify                                 compare a fresh run with paper_figures/ (tolerances, verdicts)"
+	@echo "make publish [PROFILE=mini]                 copy the build's figures, tables, notebooks to paper_figures/ + README block"
+	@echo "make release-check                          LICENSE, CITATION.cff, CHANGELOG, .zenodo.json, pyproject agree"
+	@echo "make setup [CPU=1] [PYTHON=python3.11]      .venv from the lock (CPU=1: CPU-only torch, requirements-cpu.txt)"
 	@echo "make dry-run PROFILE=paper                  show the commands the DAG would run"
-	@echo "make commands PROFILE=paper                 one shell command per unit of work (SLURM arrays, ...)"
+	@echo "make commands PROFILE=paper [PHASE=...]     one shell command per unit of work, phase by phase (SLURM arrays)"
 	@echo "make clean-profile PROFILE=<name>           delete build/<name> (one profile only)"
-	@echo "variables: PROFILE JOBS LAUNCH PY BUILD (or CLIPMIS_BUILD)"
+	@echo "variables: PROFILE JOBS LAUNCH PY BUILD (or CLIPMIS_BUILD) LOCK=none LOG_CELLS=1 CPU=1"
 
 # ------------------------------------------------------------------ inputs are checked before any work
 PROFILES := $(basename $(notdir $(wildcard $(P)/profiles/*.yaml)))
-NO_PROFILE_GOALS := help setup
+NO_PROFILE_GOALS := help setup release-check
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(words $(PROFILE)),1)
 $(error PROFILE='$(PROFILE)' is not a profile; valid profiles: $(PROFILES) (files params/profiles/<name>.yaml))
@@ -73,12 +81,30 @@ endif
 ifeq ($(PY),$(VENV)/bin/python)
 SETUP := $(VENV)/.installed
 setup: $(SETUP)
-$(VENV)/.installed: requirements-lock.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-lock.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+# CPU=1: CPU-only torch/torchvision from PyTorch's CPU index and the lock without its CUDA lines
+# (requirements-cpu.txt: Linux without a GPU, Binder); remembered in .venv/.installed, CPU=0 goes back
+CPU ?= $(if $(shell grep -sx requirements-cpu.txt $(VENV)/.installed),1)
+SETUP_LOCK := $(if $(filter 1,$(CPU)),requirements-cpu.txt,requirements-lock.txt)
+# checks first (Python 3.11, free disk, a venv of another Python), then a venv with a working pip: one
+# whose creation failed half-way (python but no pip) is made again; pip shows its progress
+$(VENV)/.installed: $(SETUP_LOCK) pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: no '$(PYTHON)' on PATH. make setup needs Python 3.11 (3.11.5 or newer): install it (Debian/Ubuntu: sudo apt install python3.11 python3.11-venv; macOS: brew install python@3.11; or pyenv / uv python install 3.11), then run make setup PYTHON=python3.11" >&2; exit 1; }
+	@echo "[setup 1/5] checking $(PYTHON), free disk and $(VENV)"
+	@$(PYTHON) tools/check_setup.py --venv $(VENV) $(if $(filter 1,$(CPU)),--cpu)
+	@if $(PY) -m pip --version >/dev/null 2>&1; then echo "[setup 2/5] $(VENV) exists and has pip"; \
+	 else \
+	   if [ -e $(VENV)/pyvenv.cfg ]; then echo "[setup 2/5] $(VENV) is half made (no working pip: an earlier creation failed); making it again"; rm -rf -- $(VENV); \
+	   elif [ -e $(VENV) ]; then echo "error: $(VENV) exists but is not a virtual environment (no pyvenv.cfg): move it away or set VENV=<another folder>" >&2; exit 1; \
+	   else echo "[setup 2/5] creating $(VENV) with $$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])')"; fi; \
+	   $(PYTHON) -m venv $(VENV) || { rm -rf -- $(VENV); echo "error: '$(PYTHON) -m venv' failed. On Debian/Ubuntu/WSL2 install the venv module: sudo apt install python3.11-venv (or python3-venv); then run make setup again" >&2; exit 1; }; \
+	 fi
+	@echo "[setup 3/5] installing $(SETUP_LOCK) into $(VENV) (minutes: on Linux ~6 GB with torch's CUDA wheels, less with CPU=1)"
+	$(PY) -m pip install --progress-bar on -r $(SETUP_LOCK)
+	@echo "[setup 4/5] installing the project itself (pip install -e .)"
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	@echo "[setup 5/5] checking the environment"
 	$(PY) -c "import torch, torchvision, open_clip, peft, papermill, nbval, lib; print('environment ok: torch', torch.__version__)"
-	touch $@
+	@echo $(SETUP_LOCK) > $@
 else
 SETUP :=
 setup:
@@ -88,11 +114,17 @@ setup:
 endif
 
 # ------------------------------------------------------------------ papermill
-# $(1) notebook, $(2) output notebook, $(3) extra papermill args, $(4) environment assignments
+# $(1) notebook, $(2) output notebook, $(3) extra papermill args, $(4) environment assignments, $(5) the
+# unit's log label (default: the notebook's name).
+# papermill --log-output writes the cells' output to its stderr; that stream passes through LOG_FILTER:
+# papermill's "Executing Cell n" / "Ending Cell n" lines are dropped (LOG_CELLS=1 keeps them), empty lines
+# too, and a line that does not start with a [label] gets the unit's, so every line says whose it is.
+LOG_CELLS ?=
+LOG_FILTER = awk -v l='[$(1)] ' -v show='$(LOG_CELLS)' '/^[[:space:]]*$$/ || (show != "1" && /^(Executing|Ending) Cell [0-9]*-*$$/) {next} {print (/^\[[^]]+\] / ? "" : l) $$0; fflush()}'
 define papermill
 	@mkdir -p $(dir $(2))
-	$(4) $(LAUNCH) $(PY) -m papermill $(NB)/$(1).ipynb $(2).tmp.ipynb -k python3 --cwd . --no-progress-bar --log-output \
-	  -p profile $(PROFILE) $(3) \
+	{ $(4) CLIPMIS_RUN_LABEL='$(or $(5),$(1))' $(LAUNCH) $(PY) -m papermill $(NB)/$(1).ipynb $(2).tmp.ipynb -k python3 --cwd . \
+	  --no-progress-bar --log-output -p profile $(PROFILE) $(3) 2>&1 1>&3 | $(call LOG_FILTER,$(or $(5),$(1))) >&2; } 3>&1 \
 	  || { mv -f $(2).tmp.ipynb $(2).failed.ipynb 2>/dev/null; echo "FAILED: see $(2).failed.ipynb" >&2; exit 1; }
 	mv $(2).tmp.ipynb $(2)
 endef
@@ -114,18 +146,18 @@ $(B)/grid.mk: $(SETUP) $(PROFILE_YAML) lib/config.py lib/pipeline/grid.py \
 # ------------------------------------------------------------------ stages
 $(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(call pfiles,00_pretrain) $(PROFILE_YAML) $(CODE_BASE) \
                         lib/world.py lib/pretrain.py lib/schedule.py lib/pipeline/pretrain.py
-	$(call papermill,00_pretrain,$@)
+	$(call papermill,00_pretrain,$@,,,pretrain)
 
 $(B)/results/zero_shot.csv $(B)/01_zero_shot.ipynb &: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb \
                         $(call pfiles,01_zero_shot) $(CODE_BASE) lib/evaluate.py lib/metrics.py lib/pipeline/zero_shot.py
-	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb)
+	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb,,,zero-shot)
 
 # one 02_finetune execution per task (every method: sweep, selection, seeds); one evaluation job per
 # (task, method) (rules in grid.mk)
 FT_DEPS := $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(call pfiles,02_finetune) $(CODE_BASE) \
            lib/methods.py lib/train.py lib/schedule.py lib/pipeline/finetune.py lib/pipeline/grid.py
 define finetune_unit
-	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV))
+	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV),finetune $(1))
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune
 endef
 EVAL_DEPS := $(B)/results/zero_shot.csv $(call pfiles,03_evaluate) $(CODE_BASE) lib/evaluate.py lib/metrics.py \
@@ -137,7 +169,7 @@ define evaluate_unit
 endef
 
 # the unit rules need FT_DEPS / EVAL_DEPS defined above (prerequisites expand when read)
-GRID_GOALS := $(filter-out help setup clean-profile test test-unit test-notebooks bench smoke verify,$(or $(MAKECMDGOALS),all))
+GRID_GOALS := $(filter-out help setup clean-profile test test-unit test-notebooks bench smoke verify commands release-check,$(or $(MAKECMDGOALS),all))
 ifneq ($(GRID_GOALS),)
 include $(B)/grid.mk
 endif
@@ -147,14 +179,17 @@ $(B)/results/finetune.csv $(B)/results/lr_sweep.csv &: $(FT_NOTEBOOKS) $(B)/00_p
 
 $(B)/results/evaluation.csv $(B)/03_evaluate.ipynb &: $(NB)/03_evaluate.ipynb $(EVAL_CSVS) $(B)/results/finetune.csv \
                         lib/pipeline/aggregate.py
-	$(call papermill,03_evaluate,$(B)/03_evaluate.ipynb)
+	$(call papermill,03_evaluate,$(B)/03_evaluate.ipynb,,,evaluate)
 
 FIG_CODE := $(wildcard lib/plots.py lib/analysis.py lib/analysis/*.py lib/stats.py lib/manifest.py lib/pipeline/publish.py)
 $(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/results/evaluation.csv $(B)/results/finetune.csv \
                        $(call pfiles,04_figures) $(FIG_CODE)
-	$(call papermill,04_figures,$@,$(if $(filter $(PROFILE),$(PUBLISH_PROFILE)),-p publish True))
+	$(call papermill,04_figures,$@,,,figures)
 
 # ------------------------------------------------------------------ entry points (one make per profile at a time)
+# LOCK=none: no lock, for a filesystem without file locks (lib.pipeline.lock says when it meets one)
+LOCK ?=
+export CLIPMIS_LOCK := $(LOCK)
 LOCKED = $(PY) -m lib.pipeline.lock $(BUILD)/.$(PROFILE).lock --
 world pretrain: setup
 	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/00_pretrain.ipynb PROFILE=$(PROFILE)
@@ -167,9 +202,19 @@ evaluate: setup
 figures: setup
 	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
 
+# reproduce builds into $(B) only and ends with `make verify`'s report against paper_figures/ (when
+# paper_figures/ holds this profile); a difference is reported, not a failure of the build (make verify
+# exits 1 on it). Nothing tracked by git is written: `make publish` is the one step that does.
 reproduce: setup
 	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
-	@$(PY) -m lib.pipeline.publish $(PROFILE) --summary
+	@$(PY) -m lib.pipeline.publish $(PROFILE) --summary --verify
+
+# publish: the build's figures, tables, claims.md and executed notebooks -> paper_figures/, and the README
+# results block; only from a complete, up-to-date build (make -q), never as a side effect of a run
+publish: setup
+	@$(MAKE) --no-print-directory -q $(B)/04_figures.ipynb PROFILE=$(PROFILE) >/dev/null 2>&1 \
+	  || { echo "error: $(B) is missing or out of date with the sources: run make reproduce PROFILE=$(PROFILE) first, then make publish PROFILE=$(PROFILE)" >&2; exit 1; }
+	$(LOCKED) $(PY) -m lib.pipeline.publish $(PROFILE) --publish
 
 smoke: setup
 	$(MAKE) --no-print-directory reproduce PROFILE=smoke
@@ -177,8 +222,11 @@ smoke: setup
 dry-run: setup
 	$(MAKE) --no-print-directory -n $(B)/04_figures.ipynb PROFILE=$(PROFILE)
 
-commands: setup
-	@$(PY) -m lib.pipeline.grid $(PROFILE) --commands --python "$(PY)"
+# only commands on stdout (one per line, phase by phase: pretrain, zero-shot, finetune units, evaluation
+# units, figures; PHASE=<one of them> for one phase's lines); setup's output goes to stderr
+commands:
+	@$(MAKE) --no-print-directory setup >&2
+	@$(PY) -m lib.pipeline.launch $(PROFILE) --commands $(if $(PHASE),--phase $(PHASE)) --python "$(PY)"
 
 # ------------------------------------------------------------------ tests and benchmarks
 # Notebook tests run on a copy of build/smoke (CLIPMIS_BUILD=$(BUILD)/nbval): the notebooks take every
@@ -201,6 +249,10 @@ bench: setup
 
 verify: setup
 	$(PY) -m lib.pipeline.verify $(PROFILE)
+
+# LICENSE, CITATION.cff, CHANGELOG.md, .zenodo.json and pyproject's metadata agree (tools/release_check.py)
+release-check:
+	@$(or $(wildcard $(PY)),$(PYTHON)) tools/release_check.py
 
 clean-profile:
 	rm -rf -- "$(abspath $(B))"

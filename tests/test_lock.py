@@ -155,3 +155,31 @@ def test_sigterm_to_the_holder_reaches_the_command(tmp_path):
 def test_exit_status_of_the_command_is_passed_on(tmp_path):
     r = subprocess.run([*LOCK, str(tmp_path / "l"), "--", "false"], timeout=60)
     assert r.returncode == 1
+
+
+def test_a_filesystem_without_locks_is_not_called_busy(tmp_path, monkeypatch, capsys):
+    """flock failing with ENOLCK / EOPNOTSUPP (NFS without lockd, some parallel filesystems) is not
+    "another run holds the lock": exit 4 naming LOCK=none; with CLIPMIS_LOCK=none the command runs."""
+    import errno
+    import fcntl
+
+    from lib.pipeline import lock
+    monkeypatch.delenv("CLIPMIS_LOCK", raising=False)
+    marker = tmp_path / "ran"
+    for code in (errno.ENOLCK, errno.EOPNOTSUPP):
+        def no_locks(fd, op, code=code):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(fcntl, "flock", no_locks)
+        assert lock.main([str(tmp_path / ".smoke.lock"), "--", "touch", str(marker)]) == 4
+        err = capsys.readouterr().err
+        assert "does not support file locks" in err and "LOCK=none" in err and "another run" not in err
+        assert not marker.exists()
+    monkeypatch.setenv("CLIPMIS_LOCK", "none")
+    assert lock.main([str(tmp_path / ".smoke.lock"), "--", "touch", str(marker)]) == 0
+    assert marker.exists() and "LOCK=none" in capsys.readouterr().err
+
+
+def test_busy_names_the_host_of_a_holder_elsewhere(tmp_path):
+    from lib.pipeline import lock
+    msg = lock._refusal(tmp_path / "l", {"pid": 4242, "child": 4343, "host": "node-elsewhere", "cmd": "make"})
+    assert "pid 4242 on host node-elsewhere" in msg and "pid 4343 there" in msg

@@ -14,6 +14,7 @@ def cli(work) -> int:
     """Run a command-line entry point: a bad input or a missing file is one line on stderr and
     exit status 1 (the message names the problem and the fix), not a traceback."""
     import sys
+
     from ..config import ConfigError
     try:
         work()
@@ -34,15 +35,15 @@ def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | No
     """Load the profile, seed everything, set threads, make torch deterministic.
 
     Threads of this process: the stage's ``threads`` parameter when it is set (a fixed number, so
-    the sums split the same way on any machine: same bytes), else ``CLIPMIS_THREADS`` (the Makefile
-    sets cores / JOBS for parallel units), else every core. Torch's intra-op threads and the BLAS
+    the sums split the same way on any machine: same bytes), else :func:`unit_threads` (the CPUs
+    this process may use, shared with the units on its host). Torch's intra-op threads and the BLAS
     libraries' (numpy) get that number; one inter-op thread.
     """
     import torch
     cfg = config.load_profile(profile)
     seed_everything(seed)
     fixed = config.stage_params(stage, profile).get("threads") if stage else None
-    threads = fixed or int(os.environ.get("CLIPMIS_THREADS") or 0) or (os.cpu_count() or 1)
+    threads = fixed or unit_threads()
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
@@ -64,6 +65,41 @@ def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | No
     return cfg
 
 
+def available_cpus(environ=None) -> int:
+    """The CPUs this process may use: ``SLURM_CPUS_PER_TASK`` inside a SLURM job step (``srun -c 8``),
+    else the process's CPU affinity (``taskset``, cgroups' cpusets, SLURM's binding), else every core.
+    Never the core count of the machine that started Make: a unit runs where LAUNCH sends it."""
+    env = os.environ if environ is None else environ
+    try:
+        n = int(env.get("SLURM_CPUS_PER_TASK") or 0)
+    except ValueError:
+        n = 0
+    if n > 0:
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # macOS / Windows: no affinity call
+        return os.cpu_count() or 1
+
+
+def unit_threads(environ=None) -> int:
+    """Threads for one unit: ``CLIPMIS_THREADS`` when set (an explicit choice), else
+    :func:`available_cpus` divided by ``CLIPMIS_UNITS_PER_HOST`` (the Makefile sets JOBS there when the
+    units share this host, 1 when LAUNCH gives each its own allocation), at least 1."""
+    env = os.environ if environ is None else environ
+    try:
+        explicit = int(env.get("CLIPMIS_THREADS") or 0)
+    except ValueError:
+        explicit = 0
+    if explicit > 0:
+        return explicit
+    try:
+        share = max(1, int(env.get("CLIPMIS_UNITS_PER_HOST") or 1))
+    except ValueError:
+        share = 1
+    return max(1, available_cpus(env) // share)
+
+
 _gpu_lock = None  # held for the life of the process
 
 
@@ -71,9 +107,11 @@ def pick_gpu(profile: str) -> int | None:
     """On a machine with several visible GPUs, the first GPU no other unit of this profile holds.
 
     ``make -jN`` starts N units at once; each takes a GPU through an OS file lock
-    (``build/.<profile>.gpu<i>.lock``, released when the process ends), so parallel units spread over
-    the GPUs instead of all landing on ``cuda:0``. With one visible GPU (e.g. ``srun --gres=gpu:1``
-    sets ``CUDA_VISIBLE_DEVICES``), or none, this does nothing."""
+    (``build/.<profile>.<host>.gpu<i>.lock``, released when the process ends), so parallel units spread
+    over the GPUs instead of all landing on ``cuda:0``. The host name is part of the lock's name: on a
+    shared filesystem, GPU 0 of one node and GPU 0 of another are different GPUs. With one visible GPU
+    (e.g. ``srun --gres=gpu:1`` sets ``CUDA_VISIBLE_DEVICES``), or none, this does nothing; a
+    filesystem without locks makes it fall back to sharing by process id."""
     global _gpu_lock
     import torch
     if not torch.cuda.is_available() or torch.cuda.device_count() <= 1:
@@ -85,13 +123,18 @@ def pick_gpu(profile: str) -> int | None:
         import fcntl
     except ImportError:
         return os.getpid() % n
+    import errno
+    import socket
     folder = paths.ensure(paths.build_root())
+    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname().split(".")[0]) or "host"
     for i in range(n):
-        fd = os.open(folder / f".{profile}.gpu{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(folder / f".{profile}.{host}.gpu{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
             os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):   # no locks on this filesystem
+                break
             continue
         _gpu_lock = (fd, i)
         return i

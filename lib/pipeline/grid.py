@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from collections import OrderedDict
@@ -197,21 +196,11 @@ def _rel_root(p) -> str:
 def commands(profile: str, python: str = "python") -> list[str]:
     """One self-contained shell command per unit of work, in dependency order: fine-tuning units
     (one per task, independent of each other), then evaluation units (one per (task, method)).
-    Each runs from the repository root."""
-    config.check_all(profile)
-    cfg = config.load_profile(profile)
-    q = shlex.quote
-    py = " ".join(q(w) for w in shlex.split(python)) or "python"
-    out = []
-    for t in units(cfg):
-        nb = paths.unit_notebook(profile, t)
-        tmp = q(str(nb.with_suffix(".tmp.ipynb")))
-        out.append(f"mkdir -p {q(str(nb.parent))} && {py} -m papermill notebooks/02_finetune.ipynb "
-                   f"{tmp} -k python3 --cwd . --log-output -p profile {q(profile)} -p task {q(t)} "
-                   f"&& mv {tmp} {q(str(nb))}")
-    for t, m in evaluation_units(runs(cfg)):
-        out.append(f"{py} -m lib.pipeline.evaluate {q(profile)} {q(t)} {q(m)}")
-    return out
+    Each runs from the repository root. Every phase, the stages before and after the units included
+    (pretrain, zero-shot, figures): :func:`lib.pipeline.launch.phases` (``make commands``)."""
+    from . import launch
+    ph = launch.phases(profile, python)
+    return ph["finetune"] + ph["evaluate"]
 
 
 def progress_line(profile: str, stage: str) -> str:

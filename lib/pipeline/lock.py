@@ -12,12 +12,21 @@ so do its children (``make`` passes it to every recipe, papermill, the evaluatio
 is therefore held as long as ANY process of the guarded work is alive: killing this holder (even
 with SIGKILL) does not let a second run in while the first one's ``make`` or notebooks still run.
 SIGTERM / SIGHUP sent to the holder are passed on to the command (``make`` passes SIGTERM to its jobs).
+
+"Busy" and "no locks here" are told apart: ``flock`` failing with ``EWOULDBLOCK`` means another run
+holds the lock (exit 3, naming it); failing with ``ENOLCK`` / ``EOPNOTSUPP`` / ``ENOSYS`` /
+``EINVAL`` means the filesystem of the build folder cannot lock at all (some NFS or parallel
+filesystems): exit 4 with what to do (``LOCK=none``, i.e. ``CLIPMIS_LOCK=none``: run without a lock,
+one make per profile by hand; or a build folder on a local disk). With ``CLIPMIS_LOCK=none`` the
+command runs unguarded after a one-line warning.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,8 +43,13 @@ def _alive(pid) -> bool:
 
 def _refusal(path: Path, holder: dict) -> str:
     pid, child = holder.get("pid", "?"), holder.get("child")
+    host = holder.get("host")
     who = f"pid {pid}"
-    if child is not None and not _alive(pid):
+    if host and host != socket.gethostname():   # on another machine: its pids mean nothing here
+        who += f" on host {host}"
+        if child is not None:
+            who += f"; its command is pid {child} there"
+    elif child is not None and not _alive(pid):
         who += (f", which has exited; the work it started still runs and holds the lock (its command is pid {child}; "
                 f"stop that process and its children, or wait)")
     elif child is not None:
@@ -43,6 +57,28 @@ def _refusal(path: Path, holder: dict) -> str:
     return (f"error: another run holds {path} ({who}; started {holder.get('started', '?')}: "
             f"{holder.get('cmd', '?')}). Wait for it to finish or stop it; two runs on one profile would "
             f"overwrite each other's files.")
+
+
+BUSY = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
+
+
+def _no_locks(path: Path, exc: OSError) -> str:
+    return (f"error: the filesystem of {path.parent} does not support file locks ({os.strerror(exc.errno)}), so "
+            f"this run cannot make sure no other make works on the same build folder. Either run without the "
+            f"lock and start one make per profile at a time yourself: add LOCK=none (make ... LOCK=none, or "
+            f"CLIPMIS_LOCK=none in the environment); or put the build folder on a local disk "
+            f"(BUILD=/local/scratch/clipmis).")
+
+
+def _unlocked(path: Path, cmd: list[str]) -> int:
+    print(f"warning: LOCK=none: running without the lock on {path}; do not start a second make on this "
+          f"profile until this one ends", file=sys.stderr)
+    try:
+        return subprocess.call(cmd)
+    except OSError as exc:
+        print(f"error: cannot run {cmd[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 127
 
 
 def _record(fd: int, info: dict) -> None:
@@ -57,6 +93,8 @@ def main(argv=None) -> int:
         return 2
     path, cmd = Path(argv[0]), argv[2:]
     path.parent.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("CLIPMIS_LOCK", "").strip().lower() == "none":
+        return _unlocked(path, cmd)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         import fcntl
@@ -65,14 +103,20 @@ def main(argv=None) -> int:
         return subprocess.call(cmd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in BUSY:
+            os.close(fd)
+            print(_no_locks(path, exc) if exc.errno in NO_LOCKS else
+                  f"error: cannot lock {path}: {exc.strerror or exc} (LOCK=none runs without the lock)",
+                  file=sys.stderr)
+            return 4
         try:
             holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
         except ValueError:
             holder = {}
         print(_refusal(path, holder if isinstance(holder, dict) else {}), file=sys.stderr)
         return 3
-    info = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cmd": " ".join(cmd)[:300]}
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cmd": " ".join(cmd)[:300]}
     _record(fd, info)
     # the command and everything it starts keep the locked descriptor open: the lock lives while they do
     os.set_inheritable(fd, True)

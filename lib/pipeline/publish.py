@@ -1,13 +1,19 @@
 """The figures stage: result tables -> statistics, figures, ``claims.md``, headline; and publishing.
 
-``python -m lib.pipeline.publish <profile> [--publish]``
+``python -m lib.pipeline.publish <profile> [--publish | --summary [--verify]]``
 
 * computes every statistic once (``lib.analysis.compute``) from ``build/<profile>/results/``;
 * writes ``build/<profile>/figures/``: the tables (CSV, + Markdown when narrow), ``headline.md``,
   every figure (PNG + PDF), ``claims.md`` and ``MANIFEST.json`` (last);
-* with ``--publish``: copies that folder to ``paper_figures/`` together with the executed
-  notebooks (00, 01, one 02 run, 03, 04) under ``paper_figures/notebooks/``, and rewrites the
+* with ``--publish`` (``make publish``, the only step that writes tracked files): copies that folder
+  -- as built, when its manifest verifies; else built first -- to ``paper_figures/`` together with the
+  executed notebooks (00, 01, one 02 run, 03, 04) under ``paper_figures/notebooks/``, and rewrites the
   README's results block (between ``<!-- results:begin -->`` and ``<!-- results:end -->``);
+* with ``--summary`` (the end of ``make reproduce``): writes nothing, prints the headline and verdicts
+  of the figures already built; ``--verify`` then prints ``make verify``'s report against
+  ``paper_figures/`` when that folder was published from this profile (a note otherwise), and
+  exits 0 either way: the build succeeded, a difference is a finding to read, and ``make verify``
+  is the gate that exits 1 on it;
 * prints the headline table and where the figures are.
 
 The same results give byte-identical files (seeded bootstraps, no timestamps in figures).
@@ -145,6 +151,41 @@ def complete_notebooks(profile: str, dest=None) -> list[str]:
     return [_published_name(nb, profile) for nb in added]
 
 
+def published_profile(dest=None) -> str | None:
+    """The profile ``dest`` (``paper_figures/``) was published from (its manifest), or None."""
+    dest = Path(dest or paths.PAPER_FIGURES)
+    try:
+        return manifest.read_manifest(dest)["produced_by"].get("profile")
+    except Exception:  # noqa: BLE001 - no or unreadable manifest: nothing published to compare with
+        return None
+
+
+def is_complete(out_dir: Path) -> bool:
+    """The figures folder is a finished build: its manifest exists and every file matches it."""
+    return (out_dir / manifest.MANIFEST_NAME).exists() and not manifest.verify_manifest(out_dir)
+
+
+def verify_report(profile: str, out=sys.stdout) -> int:
+    """``make verify``'s report on the build against ``paper_figures/`` when that was published from
+    ``profile``; a note when it holds another profile. Returns verify's status (0 when skipped)."""
+    pub = published_profile()
+    if pub != profile:
+        print(f"\nNot compared with {paths.PAPER_FIGURES}: it holds profile {pub or '(none)'}, not {profile} "
+              f"(make verify PROFILE={profile} compares anyway).", file=out)
+        return 0
+    from . import verify
+    print("", file=out)
+    status = verify.verify(profile, out=out)
+    if status:
+        print(f"\nThe build differs from {paths.PAPER_FIGURES} (above). make reproduce does not fail on "
+              f"this: the run itself succeeded and its results are in {paths.profile_dir(profile)}; "
+              f"`make verify PROFILE={profile}` exits 1 on it. Publish this run on purpose with "
+              f"`make publish PROFILE={profile}`.", file=out)
+    else:
+        print(f"\nThe build agrees with {paths.PAPER_FIGURES} within the tolerances.", file=out)
+    return status
+
+
 def summary_text(t: dict, out_dir: Path, published: Path | None) -> str:
     lines = ["", "Headline (accuracy points, 95% interval over tasks):", "",
              report.markdown_table(report.headline_display(t["headline"])),
@@ -161,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--publish", action="store_true", help="also copy to paper_figures/ and rewrite the README block")
     ap.add_argument("--summary", action="store_true",
                     help="only print the headline and verdicts of the figures already built (the end of make reproduce)")
+    ap.add_argument("--verify", action="store_true",
+                    help="with --summary: then print make verify's report against paper_figures/ (exit 0 either way)")
     a = ap.parse_args(argv)
     try:  # before any path is made of it: `publish ../../victim` must not reach build/../../victim
         config.check_profile_name(a.profile)
@@ -174,15 +217,17 @@ def main(argv=None) -> int:
             print(f"error: no figures in {out_dir} yet: make figures PROFILE={a.profile}", file=sys.stderr)
             return 1
         t = {"headline": pd.read_csv(out_dir / "headline.csv"), "claims": pd.read_csv(out_dir / "claims.csv")}
-        published = paths.PAPER_FIGURES if (paths.PAPER_FIGURES / "headline.csv").exists() and \
-            (paths.PAPER_FIGURES / "headline.csv").read_bytes() == (out_dir / "headline.csv").read_bytes() else None
-        if published is not None:
-            added = complete_notebooks(a.profile)
-            if added:
-                print(f"added to {paths.PAPER_FIGURES / 'notebooks'}: {', '.join(added)}")
-        sys.stdout.write(summary_text(t, out_dir, published))
+        sys.stdout.write(summary_text(t, out_dir, None))   # nothing is written: make publish does that
+        if a.verify:
+            sys.stdout.flush()
+            verify_report(a.profile)
         return 0
-    t = build(a.profile, out_dir)
+    if a.publish and is_complete(out_dir):   # make publish: the build as it is (make -q checked it is current)
+        import pandas as pd
+        t = {name: pd.read_csv(out_dir / f"{name}.csv") for name in ("headline", "claims")}
+        print(f"publishing {out_dir} as built")
+    else:
+        t = build(a.profile, out_dir)
     dest = publish(a.profile, t) if a.publish else None
     sys.stdout.write(summary_text(t, out_dir, dest))
     return 0
