@@ -186,8 +186,9 @@ def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provena
             lines.append(f"- Binding test: {r.binding} = {fmt_ci(r.estimate, r.lo, r.hi)} ({r.ci_method}); p = "
                          f"{fmt_p(r.p)}, Holm p = {fmt_p(r.p_holm)} ({r.p_method}, family of {int(r.family_size)}); "
                          f"minimal detectable effect {abs(r.mde):.3g}; {int(r.n_tasks)} tasks")
+            gone = r.loto_tasks if isinstance(r.loto_tasks, str) else ""   # read back from CSV: NaN when empty
             lines.append(f"- Leave-one-task-out: {int(r.loto_flips)} flip(s)"
-                         + (f" (without {r.loto_tasks.replace(',', ', ')})" if r.loto_tasks else ""))
+                         + (f" (without {gone.replace(',', ', ')})" if gone else ""))
         lines += [f"- Statistic: {r.statistic}", f"- Rule: {r.rule}"]
         if tests_df is not None and len(tests_df[tests_df["id"] == r.id]):
             lines += ["", "| test | estimate [95% interval] | p | Holm p | decision | MDE |", "|---|---|---|---|---|---|"]
