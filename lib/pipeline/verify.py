@@ -630,7 +630,7 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
         else:
             print(f"  --   README results block not checked ({published_dir} is not paper_figures/)", file=out)
 
-    rep.section(f"claims (build vs published; a decided verdict that flips fails):")
+    rep.section("claims (build vs published; a decided verdict that flips fails):")
     if CLAIMS not in build_figs or CLAIMS not in pub_figs:
         rep.bad(f"{CLAIMS}: missing from {fig_dir if CLAIMS not in build_figs else published_dir}")
     else:
