@@ -1197,7 +1197,7 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     is written last.  A corpus in which some class of some task is never named is refused
     (WorldDesignError) before the manifest is written.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress as tqdm  # text lines under papermill or Make, a bar when watched
     wcfg = profile_cfg["world"]
     levels = check_design(wcfg)
     entries, weights = corpus_entries(wcfg)

@@ -33,7 +33,10 @@ def test_notebook_layout(path):
     params = [i for i, t in enumerate(tags) if "parameters" in t]
     assert len(params) == 1, f"{path.name}: {len(params)} parameters cells"
     kinds = [c.metadata.get("nbcells") for c in nb.cells]
-    assert kinds[:2] == ["header", "bootstrap"]
+    assert kinds[:3] == ["header", "bootstrap_note", "bootstrap"]
+    boot = nb.cells[2]  # collapsed under its one-line note; a reader meets the header, then the work
+    assert boot.metadata["jupyter"]["source_hidden"] is True and len(nb.cells[1].source.splitlines()) == 1
+    assert nb.metadata["nbcells"]["format"] == nbcells.FORMAT
     if path.stem in nbcells.NO_UPSTREAM:
         assert "upstream" not in kinds
     else:
@@ -57,8 +60,9 @@ def nb_copy(tmp_path, monkeypatch):
 def test_check_names_the_notebook_and_sync_repairs_only_shared_cells(nb_copy, capsys):
     path = nb_copy / "02_finetune.ipynb"
     nb = nbformat.read(path, as_version=4)
-    nb.cells[1].source += "\nprint('edited')"
-    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="x")]
+    boot = next(c for c in nb.cells if c.metadata.get("nbcells") == "bootstrap")
+    boot.source += "\nprint('edited')"
+    boot.outputs = [nbformat.v4.new_output("stream", text="x")]
     del nb.cells[nb.cells.index(next(c for c in nb.cells if c.metadata.get("nbcells") == "upstream"))]
     own = [c for c in nb.cells if "nbcells" not in c.metadata]
     own[-1].source += "\n# the user's own edit"
@@ -76,6 +80,19 @@ def test_check_names_the_notebook_and_sync_repairs_only_shared_cells(nb_copy, ca
     assert not next(c for c in after.cells if c.metadata.get("nbcells") == "bootstrap").outputs
     nbcells.main(["sync"])
     assert "synced" not in capsys.readouterr().out  # idempotent
+
+
+def test_check_wants_the_bootstrap_collapsed_and_the_format_marked(nb_copy, capsys):
+    path = nb_copy / "01_zero_shot.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    next(c for c in nb.cells if c.metadata.get("nbcells") == "bootstrap").metadata.pop("jupyter")
+    nb.metadata.pop("nbcells")
+    nbformat.write(nb, path)
+    assert nbcells.main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert "01_zero_shot.ipynb: the 'bootstrap' cell's metadata differs" in err
+    assert "01_zero_shot.ipynb: notebook metadata nbcells should be" in err
+    assert nbcells.main(["sync"]) == 0 and nbcells.main(["check"]) == 0
 
 
 def test_sync_refuses_a_notebook_without_parameters_cell(nb_copy):
@@ -187,7 +204,8 @@ def run(cmd, check=False, **kw):
     if cmd[:2] == ["git", "clone"]:
         dest = cmd[-1]
         os.makedirs(os.path.join(dest, "lib"))
-        shutil.copy(os.path.join(os.environ["SIM_REPO"], "lib", "paths.py"), os.path.join(dest, "lib"))
+        for name in ("paths.py", "notebook.py"):  # what the bootstrap imports
+            shutil.copy(os.path.join(os.environ["SIM_REPO"], "lib", name), os.path.join(dest, "lib"))
         open(os.path.join(dest, "lib", "__init__.py"), "w").close()
     if "pip" in cmd:
         state["installed"] = True

@@ -7,7 +7,10 @@ badges) and a bootstrap cell, and notebooks 01-04 have an "upstream" cell right 
     python tools/nbcells.py sync    # rewrite the shared cells of every notebook (outputs stripped)
     python tools/nbcells.py check   # exit 1 naming each notebook whose shared cells differ
 
-A shared cell carries ``"nbcells": "<kind>"`` in its metadata and a fixed cell id.
+A shared cell carries ``"nbcells": "<kind>"`` in its metadata and a fixed cell id. The bootstrap cell is
+collapsed (``jupyter.source_hidden``) under a one-line note; it ends by calling ``lib.notebook.install()``
+(figures embedded small). Each notebook's metadata ``nbcells.format`` is FORMAT: papermill keeps it in
+the executed copies, so a test can tell notebooks published by older code (tests/test_published_notebooks.py).
 
 Release rule (REF): the badges open, and the Colab bootstrap clones, the named release REF. To cut
 a release: set REF to the new tag, run ``sync``, commit, and tag that commit REF; so a notebook
@@ -22,6 +25,7 @@ import nbformat
 
 REPO = "qtm-peft/clip-task-misalignment"   # where the artifact is published
 REF = "v1.0"                                 # the release the badges open and Colab clones
+FORMAT = 2   # what executed notebooks show (2: text progress, small figures, no machine paths); bump on change
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 # title and one-paragraph description of each notebook
@@ -110,7 +114,12 @@ if ON_COLAB:
 else:
     root = _project_root()
     if root is not None and sys.path[:1] != [str(root)]:
-        sys.path.insert(0, str(root))'''
+        sys.path.insert(0, str(root))
+import lib.notebook  # in a kernel: figures embedded as small PNGs (a no-op elsewhere)
+lib.notebook.install()'''
+
+BOOTSTRAP_NOTE = ("*Setup (the collapsed cell below): makes `import lib` work; on Colab it first fetches "
+                  "release `{ref}` and installs what Colab lacks.*")
 
 UPSTREAM = '''\
 # Upstream (shared cell, written by tools/nbcells.py): opened alone on Colab or Binder, build this
@@ -133,8 +142,8 @@ def header(name: str) -> str:
             "Run by `make reproduce` through papermill. The `parameters` cell only names the work (its "
             "defaults are the fast `smoke` profile); every other value comes from `params/` through "
             "`lib.config`. All logic lives in `lib/`. Opened from a "
-            f"badge, the notebook runs release `{REF}`; on Colab the first run of the next cell installs "
-            "what Colab lacks, and the cell after `parameters` builds missing inputs of this stage.")
+            f"badge, the notebook runs release `{REF}`; on Colab the first run of the (collapsed) setup "
+            "cell installs what Colab lacks, and the cell after `parameters` builds missing inputs of this stage.")
 
 
 def shared_cells(name: str) -> dict[str, nbformat.NotebookNode]:
@@ -143,13 +152,20 @@ def shared_cells(name: str) -> dict[str, nbformat.NotebookNode]:
         raise KeyError(f"notebook {name!r} has no entry in tools/nbcells.py NOTEBOOKS "
                        f"(known: {', '.join(NOTEBOOKS)}); add its title and description there")
     cells = {"header": nbformat.v4.new_markdown_cell(header(name)),
+             "bootstrap_note": nbformat.v4.new_markdown_cell(BOOTSTRAP_NOTE.format(ref=REF)),
              "bootstrap": nbformat.v4.new_code_cell(BOOTSTRAP.format(repo=REPO, ref=REF))}
     if name not in NO_UPSTREAM:
         cells["upstream"] = nbformat.v4.new_code_cell(UPSTREAM.format(name=name))
     for kind, cell in cells.items():
         cell.metadata = nbformat.NotebookNode({"nbcells": kind})
-        cell.id = f"nbcells-{kind}"
+        cell.id = f"nbcells-{kind.replace('_', '-')}"
+    cells["bootstrap"].metadata["jupyter"] = nbformat.NotebookNode({"source_hidden": True})
     return cells
+
+
+def _shown_metadata(cell) -> dict:
+    """The metadata a shared cell is checked for (Jupyter may add other keys while one works)."""
+    return {k: cell.get("metadata", {}).get(k) for k in ("nbcells", "jupyter")}
 
 
 def _kind(cell) -> str | None:
@@ -179,12 +195,13 @@ def synced(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     stray = [_kind(c) for c in cells if _kind(c)]
     if stray:
         raise ValueError(f"unknown shared cell kinds {stray}: known are {', '.join(want)}")
-    cells = [want["header"], want["bootstrap"], *cells]
+    cells = [want["header"], want["bootstrap_note"], want["bootstrap"], *cells]
     if "upstream" in want:
         p = _parameters_index(cells)
         cells.insert(p + 1, want["upstream"])
     out = nbformat.from_dict(dict(nb))
     out.cells = cells
+    out.metadata["nbcells"] = nbformat.NotebookNode({"format": FORMAT})
     return out
 
 
@@ -197,6 +214,8 @@ def problems(path: Path) -> list[str]:
     except (KeyError, ValueError) as e:
         return [f"{path.name}: {e}"]
     out = []
+    if nb.metadata.get("nbcells") != want_nb.metadata["nbcells"]:
+        out.append(f"{path.name}: notebook metadata nbcells should be {dict(want_nb.metadata['nbcells'])}")
     if len(want_nb.cells) != len(nb.cells):
         out.append(f"{path.name}: shared cells missing or duplicated "
                    f"({len(nb.cells)} cells, {len(want_nb.cells)} after sync)")
@@ -208,6 +227,8 @@ def problems(path: Path) -> list[str]:
             out.append(f"{path.name}: cell {i} should be the shared {kind!r} cell")
         elif have.source != want.source:
             out.append(f"{path.name}: the {kind!r} cell differs from tools/nbcells.py")
+        elif _shown_metadata(have) != _shown_metadata(want):
+            out.append(f"{path.name}: the {kind!r} cell's metadata differs from tools/nbcells.py")
         elif have.get("outputs") or have.get("execution_count"):
             out.append(f"{path.name}: the {kind!r} cell has outputs")
     return out
