@@ -26,6 +26,19 @@ def method_palette(methods) -> dict:
     return {**known, **{m: base[(5 + i) % 10] for i, m in enumerate(extra)}}
 
 
+# a shape per method as well as a colour (method_palette): every figure stays readable without colour
+# (colour-blind readers, grey-scale print). Filled shapes, so an open version can mark a second kind.
+MARKER_CYCLE = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*")
+
+
+def method_markers(methods) -> dict:
+    """The marker of each method: fixed for the study's methods (METHOD_ORDER), the next free shapes for
+    any other (a variant, a new method), in the order given."""
+    known = {m: MARKER_CYCLE[i % len(MARKER_CYCLE)] for i, m in enumerate(METHOD_ORDER)}
+    extra = [m for m in methods if m not in known]
+    return {**known, **{m: MARKER_CYCLE[(len(METHOD_ORDER) + i) % len(MARKER_CYCLE)] for i, m in enumerate(extra)}}
+
+
 def save(fig, name: str, out_dir: Path) -> list[Path]:
     """Save a figure as PNG and PDF (no creation date: the same figure gives the same bytes)."""
     out_dir = paths.ensure(Path(out_dir))
@@ -118,8 +131,9 @@ def finetune_curves(metas: list[dict]):
                 continue
             lab = m.get("label") or f"{m['variant']} seed {m['seed']}"
             lab = lab.removeprefix(f"{m['task']}/{m['method']}").lstrip("/")  # the panel title says it
-            a1.plot(h["epoch"], h["train_loss"], marker="o", ms=3, color=f"C{i % 10}", label=lab)
-            a2.plot(h["epoch"], h["val_acc"], marker="s", ms=3, color=f"C{i % 10}")
+            mk = MARKER_CYCLE[i % len(MARKER_CYCLE)]   # a shape per run as well as a colour
+            a1.plot(h["epoch"], h["train_loss"], marker=mk, ms=3, color=f"C{i % 10}", label=lab)
+            a2.plot(h["epoch"], h["val_acc"], marker=mk, ms=3, color=f"C{i % 10}")
         a1.set(xlabel="epoch", ylabel="train loss", title=f"{ms[0]['task']} · {_mlabel(method)}" if ms else "")
         a2.set(xlabel="epoch", ylabel="validation accuracy")
         a1.set_yscale("log")
@@ -147,7 +161,8 @@ def lr_sweep(sweep: pd.DataFrame):
             if h.empty:
                 continue
             c = f"C{i % 10}"
-            ax.plot(h["lr"], 100 * h["best_val_acc"], marker="o", ms=3, color=c, label=t)
+            ax.plot(h["lr"], 100 * h["best_val_acc"], marker=MARKER_CYCLE[i % len(MARKER_CYCLE)], ms=3, color=c,
+                    label=t)
             sel = h[h["selected"].astype(bool)]
             ax.plot(sel["lr"], 100 * sel["best_val_acc"], marker="*", ms=11, color=c, ls="none")
             bad = h[h["nonfinite"].astype(bool)]
@@ -228,17 +243,19 @@ def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
     pts, pred = _all_runs(points), _all_runs(predictors)
     measures = [m for m in DIFFICULTY_MEASURES if m in pts and pts[m].notna().any()]
     methods = _methods_in(pts[pts["method"] != "pooled"])
-    pal = method_palette(methods)
+    pal, mks = method_palette(methods), method_markers(methods)
     fig, axes = plt.subplots(1, len(measures), figsize=(2.6 * len(measures) + 0.6, 3.1), sharey=True, squeeze=False)
     for ax, meas in zip(axes[0], measures):
         per = pts[pts["method"] != "pooled"]
         span = per.groupby(["task", "domain"]).agg(x=(meas, "first"), lo=("gain", "min"), hi=("gain", "max"))
         ax.vlines(span["x"], span["lo"] * 100, span["hi"] * 100, color="0.8", lw=0.8, zorder=1)
         for m in methods:
-            for sch, mk in SCHEMA_MARKERS.items():
+            for sch in SCHEMA_MARKERS:   # the method's shape: filled on the ID test, open on the shifted (DG) test
                 p = per[(per["method"] == m) & (per["schema"] == sch)]
-                ax.scatter(p[meas], p["gain"] * 100, color=pal[m], marker=mk, s=24, alpha=0.9,
-                           edgecolor="white", linewidth=0.4, zorder=3)
+                filled = sch == "ID"
+                ax.scatter(p[meas], p["gain"] * 100, marker=mks[m], s=24, alpha=0.9, zorder=3,
+                           facecolor=pal[m] if filled else "none", edgecolor="white" if filled else pal[m],
+                           linewidth=0.4 if filled else 1.0)
         pool = pts[pts["method"] == "pooled"]
         ax.scatter(pool[meas], pool["gain"] * 100, marker="_", color="k", s=90, lw=1.4, zorder=4)
         lines = [MEASURE_LABELS.get(meas, meas)]
@@ -250,8 +267,9 @@ def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
         ax.set_xlabel(f"zero-shot {MEASURE_LABELS.get(meas, meas)}")
         ax.axhline(0, color="0.4", lw=0.6)
     axes[0, 0].set_ylabel("fine-tuning gain (acc. points)")
-    handles = [plt.Line2D([], [], ls="", marker="s", color=pal[m], label=_mlabel(m)) for m in methods]
-    handles += [plt.Line2D([], [], ls="", marker=mk, color="0.3", label=f"{sch} test") for sch, mk in SCHEMA_MARKERS.items()]
+    handles = [plt.Line2D([], [], ls="", marker=mks[m], color=pal[m], label=_mlabel(m)) for m in methods]
+    handles += [plt.Line2D([], [], ls="", marker="o", color="0.3", mfc="0.3" if sch == "ID" else "none",
+                           label=f"{sch} test ({'filled' if sch == 'ID' else 'open'})") for sch in SCHEMA_MARKERS]
     handles += [plt.Line2D([], [], ls="", marker="_", color="k", markersize=9, mew=1.4, label="mean over methods")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=7,
                handletextpad=0.2, columnspacing=0.9, frameon=False)
@@ -265,7 +283,7 @@ def method_bars(head: pd.DataFrame):
     """ID gain, DG gain and CF drop per method (headline table, points) with intervals over tasks."""
     style()
     methods = _methods_in(head)
-    pal = method_palette(methods)
+    pal, mks = method_palette(methods), method_markers(methods)
     s = head.set_index("method").loc[methods]
     fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.5))
     for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain (shifted domains)"),
@@ -273,6 +291,8 @@ def method_bars(head: pd.DataFrame):
         x = np.arange(len(methods))
         ax.bar(x, s[col], color=[pal[m] for m in methods], width=0.7)
         _errorbar(ax, x, s[col], s[col], s[f"{col}_lo"], s[f"{col}_hi"], k=1.0)
+        for xi, m in zip(x, methods):   # the method's shape on its value, as in every other figure
+            ax.plot([xi], [s.loc[m, col]], ls="none", marker=mks[m], ms=4.5, mfc=pal[m], mec="k", mew=0.6, zorder=4)
         ax.axhline(0, color="0.3", lw=0.6)
         ax.set_xticks(x, [_mlabel(m) for m in methods], rotation=35, ha="right", rotation_mode="anchor")
         ax.set_title(title, fontsize=9)
@@ -289,13 +309,13 @@ def forgetting_vs_ss(points: pd.DataFrame, spearman: pd.DataFrame):
     style()
     pts, sp = _all_runs(points), _all_runs(spearman).set_index("method")
     methods = _methods_in(pts)
-    pal = method_palette(methods)
+    pal, mks = method_palette(methods), method_markers(methods)
     fig, axes = plt.subplots(1, len(methods), figsize=(1.6 * len(methods) + 0.6, 2.6), sharey=True, sharex=True,
                              squeeze=False)
     for ax, m in zip(axes[0], methods):
         d = pts[pts["method"] == m].sort_values("ss_zero_shot")
         ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, color=pal[m], lw=0.8, alpha=0.6)
-        ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, "o", color=pal[m], ms=4)
+        ax.plot(d["ss_zero_shot"], d["cf_drop"] * 100, ls="none", marker=mks[m], color=pal[m], ms=4)
         _errorbar(ax, d["ss_zero_shot"], d["cf_drop"] * 100, d["cf_drop"], d["cf_drop_min"], d["cf_drop_max"],
                   ecolor=pal[m], elinewidth=0.8, capsize=2)
         ax.axhline(0, color="0.4", lw=0.6)
@@ -315,7 +335,7 @@ def alignment_shift(align: pd.DataFrame):
     style()
     t = _all_runs(align)
     methods = _methods_in(t)
-    pal = method_palette(methods)
+    pal, mks = method_palette(methods), method_markers(methods)
     fig, axes = plt.subplots(2, 2, figsize=(7.0, 4.4), sharex=True)
     for i, (meas, ylab) in enumerate((("ss", "modality ss"), ("acs", "ACS"))):
         for j, (sch, title) in enumerate((("DG", "DG data (trained task, shifted domains)"),
@@ -328,7 +348,7 @@ def alignment_shift(align: pd.DataFrame):
                 z, f = d.loc[m, "zero_shot"], d.loc[m, "finetuned"]
                 ax.plot([k - 0.3, k + 0.3], [z, z], color="0.35", ls="--", lw=0.9)
                 ax.plot([k, k], [z, f], color=pal[m], lw=1.8, solid_capstyle="butt")
-                ax.plot([k], [f], "o", color=pal[m], ms=5, zorder=3)
+                ax.plot([k], [f], ls="none", marker=mks[m], color=pal[m], ms=5, zorder=3)
                 _errorbar(ax, [k], [f], [f], [d.loc[m, "finetuned_lo"]], [d.loc[m, "finetuned_hi"]], k=1.0,
                           ecolor="k", elinewidth=0.8, capsize=2.5, zorder=4)
             ax.set_xticks(range(len(methods)), [_mlabel(m) for m in methods], rotation=30, ha="right",
@@ -345,39 +365,12 @@ def alignment_shift(align: pd.DataFrame):
                 pad = 0.1 * (hi_ - lo_) if hi_ > lo_ else 0.01
                 ax.set_ylim(lo_ - pad, hi_ + pad)
     handles = [plt.Line2D([], [], color="0.35", ls="--", label="zero-shot"),
-               plt.Line2D([], [], color="0.35", marker="o", ls="-", label="fine-tuned (line: the change)")]
+               plt.Line2D([], [], color="0.35", marker="o", ls="-", label="fine-tuned (line: the change; "
+                                                                          "shape: the method)")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"Alignment before → after fine-tuning (mean over tasks; {_interval_note(t)})", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def _place_labels(ax, xs, ys, texts, colors, fontsize=8):
-    """Label points without overlaps: try offsets around each point, keep the first free one."""
-    fig = ax.figure
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    taken = []
-    offsets = [(6, 5), (-6, 5), (6, -9), (-6, -9), (8, -2), (-8, -2), (0, 9), (0, -13), (12, 12), (-12, 12),
-               (12, -16), (-12, -16)]
-    for x, y, s, c in zip(xs, ys, texts, colors):
-        placed = None
-        for dx, dy in offsets:
-            t = ax.annotate(s, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, color=c,
-                            ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top",
-                            fontweight="bold", bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.75))
-            bb = t.get_window_extent(renderer).expanded(1.05, 1.1)
-            inside = ax.get_window_extent(renderer).contains(bb.x0, bb.y0) and \
-                ax.get_window_extent(renderer).contains(bb.x1, bb.y1)
-            if inside and not any(bb.overlaps(o) for o in taken):
-                placed = t
-                taken.append(bb)
-                break
-            t.remove()
-        if placed is None:  # fall back to the first position
-            t = ax.annotate(s, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=fontsize, color=c,
-                            fontweight="bold")
-            taken.append(t.get_window_extent(renderer))
 
 
 def tradeoff(head: pd.DataFrame):
@@ -385,13 +378,13 @@ def tradeoff(head: pd.DataFrame):
     crosses); dotted: equal balance (DG gain - CF drop) through each method; better = up and left."""
     style()
     methods = _methods_in(head)
-    pal = method_palette(methods)
+    pal, mks = method_palette(methods), method_markers(methods)
     s = head.set_index("method").loc[methods]
     x, y = s["cf_drop"].to_numpy(float), s["dg_gain"].to_numpy(float)
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    fig, ax = plt.subplots(figsize=(3.6, 3.7))
     for k, m in enumerate(methods):
         r = s.iloc[k]
-        ax.plot([x[k]], [y[k]], "o", color=pal[m], ms=5)
+        ax.plot([x[k]], [y[k]], ls="none", marker=mks[m], color=pal[m], mec="k", mew=0.5, ms=6, zorder=5)
         _errorbar(ax, [x[k]], [y[k]], [r["cf_drop"]], [r["cf_drop_lo"]], [r["cf_drop_hi"]], horizontal=True,
                   k=1.0, ecolor=pal[m], elinewidth=1.0, capsize=2)
         _errorbar(ax, [x[k]], [y[k]], [r["dg_gain"]], [r["dg_gain_lo"]], [r["dg_gain_hi"]], k=1.0,
@@ -415,9 +408,14 @@ def tradeoff(head: pd.DataFrame):
     ax.set(xlabel="CF drop (forgetting, acc. points)", ylabel="DG gain (acc. points)")
     ax.set_title(f"DG gain vs forgetting (up-left = better)\n{_interval_note(head)}; dotted: equal\n"
                  "balance (DG gain − CF drop) through each method", fontsize=8)
-    _place_labels(ax, x[finite], y[finite], [_mlabel(m) for m, f in zip(methods, finite) if f],
-                  [pal[m] for m, f in zip(methods, finite) if f])
-    fig.tight_layout()
+    # a legend (shape + colour + name) instead of labels beside the points: nearby methods (BitFit and
+    # CLIP-Adapter on mini) never overlap, and a reader without colour vision matches them by shape
+    handles = [plt.Line2D([], [], ls="none", marker=mks[m], color=pal[m], mec="k", mew=0.5, ms=6, label=_mlabel(m))
+               for m, f in zip(methods, finite) if f]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(handles)),
+                   fontsize=7, frameon=False, handletextpad=0.3, columnspacing=1.0)
+    fig.tight_layout(rect=(0, 0.1 if len(handles) > 3 else 0.06, 1, 1))
     return fig
 
 
@@ -427,7 +425,7 @@ def ablations(tab: pd.DataFrame):
     parameters in the row labels)."""
     style()
     methods = _methods_in(tab)
-    pal = method_palette(methods)
+    pal, mks = method_palette(methods), method_markers(methods)
     n = len(tab)
     fig, axes = plt.subplots(1, 3, figsize=(7.4, 0.9 + 0.2 * n), sharey=True)
     yl = [f"{r.task} · {r.label} ({_human(r.trainable_params)})" for r in tab.itertuples()]
@@ -437,6 +435,8 @@ def ablations(tab: pd.DataFrame):
     for ax, col, title in ((axes[0], "id_gain", "ID gain"), (axes[1], "dg_gain", "DG gain"),
                            (axes[2], "cf_drop", "CF drop")):
         bars = ax.barh(ypos, tab[col] * 100, color=[pal[m] for m in tab["method"]], height=0.7)
+        for yi, v, m in zip(ypos, tab[col] * 100, tab["method"]):   # the method's shape at the bar's end
+            ax.plot([v], [yi], ls="none", marker=mks[m], ms=3.5, mfc=pal[m], mec="k", mew=0.5, zorder=4)
         for b, d in zip(bars, default):
             if not d:
                 b.set_alpha(0.55)
