@@ -305,3 +305,35 @@ def test_figures_notebook_flow_writes_manifest(tmp_path, monkeypatch):
     assert pb["inputs"] == analysis.input_fingerprints("unit") and len(pb["inputs"]) == 3
     dest = analysis.publish_figures("unit", tmp_path / "paper_figures")
     assert manifest.verify_manifest(dest) == [] and (dest / "MANIFEST.json").exists()
+
+
+# ----------------------------------------------------------------------------- a reader's tree stays clean
+def _git_status(repo: Path) -> list[str]:
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo, capture_output=True,
+                       text=True, check=True)
+    return sorted(r.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_reproduce_leaves_git_status_clean_and_publish_is_the_only_writer(tmp_path):
+    """`make reproduce` writes only build/ (ignored): `git status` of a repository copy is the same
+    before and after, even when the figures stage runs again; `make publish` then rewrites
+    paper_figures/ and the README block. Reuses the smoke build that `make test` makes first
+    (CLIPMIS_RELIABILITY_REFERENCE names another)."""
+    reuse = Path(os.environ.get("CLIPMIS_RELIABILITY_REFERENCE", ROOT / "build" / PROFILE))
+    if not (reuse / "04_figures.ipynb").exists():
+        pytest.skip("needs a finished smoke build (make smoke; make test makes it first)")
+    repo = copy_repo(tmp_path / "repo", reuse)
+    before = _git_status(repo)
+    (repo / "build" / PROFILE / "04_figures.ipynb").unlink()    # the figures stage runs again
+    log = tmp_path / "reproduce.log"
+    wait_make(start_make(repo, log), log, "make reproduce")
+    assert (repo / "build" / PROFILE / "04_figures.ipynb").exists()
+    assert _git_status(repo) == before, "make reproduce changed tracked or unignored files"
+    out = log.read_text()
+    assert "Headline" in out and ("Not compared with" in out or "verify smoke" in out), out[-3000:]
+    r = subprocess.run(["make", "--no-print-directory", "publish", f"PROFILE={PROFILE}", f"PY={sys.executable}"],
+                       cwd=repo, env=make_env(), capture_output=True, text=True, timeout=MAKE_TIMEOUT, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    changed = set(_git_status(repo)) - set(before)
+    assert any("paper_figures/" in c for c in changed) and any(c.endswith(" README.md") for c in changed), changed
