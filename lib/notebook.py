@@ -5,7 +5,8 @@ so what they embed must be light and must not name the machine that ran them:
 
 * ``install()`` -- called by the shared bootstrap cell (tools/nbcells.py) inside a notebook
   kernel: every matplotlib figure a cell leaves is embedded as a PNG at ``FIGURE_DPI`` with an
-  adaptive 256-colour palette (about 3x smaller than matplotlib's RGBA PNG, the same to the eye).
+  adaptive 256-colour palette (about 3x smaller than matplotlib's RGBA PNG, the same to the eye);
+  a figure still over ``MAX_FIGURE_BYTES`` (a grid of sample images) is drawn again at a lower dpi.
   Outside an IPython kernel it does nothing.
 * ``image(path, width=None)`` -- a saved figure (``build/<profile>/figures/*.png``, written at the
   paper's 200 dpi) downscaled to ``FIGURE_DPI`` and palettised, for ``display``.
@@ -22,8 +23,10 @@ from pathlib import Path
 
 from . import paths
 
-FIGURE_DPI = 90            # embedded figures: legible on a screen, ~40% of the pixels of 110 dpi
+FIGURE_DPI = 90            # embedded figures: legible on a screen, ~2/3 of the pixels of 110 dpi
 MAX_PIXELS = 1_500_000     # and never more pixels than this, whatever the figure size
+MAX_FIGURE_BYTES = 200_000  # a figure larger than this once palettised is drawn again, smaller
+MIN_DPI = 50                # ... but never below this
 PALETTE_COLORS = 256
 
 
@@ -40,26 +43,47 @@ def _palettised(im) -> bytes:
     return buf.getvalue()
 
 
+def _smaller_dpi(dpi: float, size: int) -> float | None:
+    """The dpi to draw again at when a PNG of ``size`` bytes drawn at ``dpi`` is over the budget
+    (bytes grow about with the pixel count); None when it is within it or already at MIN_DPI."""
+    if size <= MAX_FIGURE_BYTES or dpi <= MIN_DPI:
+        return None
+    return max(MIN_DPI, 0.9 * dpi * (MAX_FIGURE_BYTES / size) ** 0.5)
+
+
 def figure_png(fig, dpi: float = FIGURE_DPI) -> bytes:
-    """The PNG a notebook embeds for matplotlib figure ``fig`` (tight box, ``dpi``, palettised)."""
+    """The PNG a notebook embeds for matplotlib figure ``fig``: tight box, ``dpi``, palettised;
+    drawn once more at a lower dpi if that is over MAX_FIGURE_BYTES (an image grid, say)."""
     from PIL import Image
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor=fig.get_facecolor(),
-                metadata={"Software": None})
-    buf.seek(0)
-    return _palettised(Image.open(buf))
+
+    def draw(d):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=d, bbox_inches="tight", facecolor=fig.get_facecolor(),
+                    metadata={"Software": None})
+        buf.seek(0)
+        return _palettised(Image.open(buf))
+
+    data = draw(dpi)
+    lower = _smaller_dpi(dpi, len(data))
+    return data if lower is None else draw(lower)
 
 
 def png_bytes(path, dpi: float = FIGURE_DPI) -> bytes:
     """A saved PNG downscaled from the dpi it was written at (its pHYs, else 200) to ``dpi``."""
     from PIL import Image
-    im = Image.open(path)
-    src = float((im.info.get("dpi") or (200, 200))[0]) or 200.0
-    if src > dpi:
-        s = dpi / src
-        im = im.convert("RGB").resize((max(1, round(im.width * s)), max(1, round(im.height * s))),
-                                      Image.LANCZOS)
-    return _palettised(im)
+    src_im = Image.open(path)
+    src = float((src_im.info.get("dpi") or (200, 200))[0]) or 200.0
+
+    def scaled(d):
+        if src <= d:
+            return _palettised(src_im)
+        s = d / src
+        return _palettised(src_im.convert("RGB").resize(
+            (max(1, round(src_im.width * s)), max(1, round(src_im.height * s))), Image.LANCZOS))
+
+    data = scaled(dpi)
+    lower = _smaller_dpi(min(dpi, src), len(data))
+    return data if lower is None else scaled(lower)
 
 
 def image(path, width: int | None = None, dpi: float = FIGURE_DPI):
@@ -68,18 +92,18 @@ def image(path, width: int | None = None, dpi: float = FIGURE_DPI):
     return Image(data=png_bytes(path, dpi), format="png", width=width)
 
 
-def install(shell=None) -> bool:
-    """Embed every matplotlib figure of this kernel through ``figure_png``. Returns False (and does
-    nothing) outside an IPython shell. Loads the backend first (a figure made and closed): the
+def install(shell=None) -> None:
+    """Embed every matplotlib figure of this kernel through ``figure_png``; nothing outside an
+    IPython shell (returns None either way: the bootstrap cell shows no value). Loads the backend first (a figure made and closed): the
     inline backend registers its own PNG formatter when it is loaded, and the last registration wins."""
     if shell is None:
         try:
             from IPython import get_ipython
         except ImportError:
-            return False
+            return
         shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
-        return False
+        return
     import matplotlib.pyplot as plt
     plt.close(plt.figure())  # loads (and so configures) the inline backend now, see above
     from matplotlib.figure import Figure
@@ -88,7 +112,6 @@ def install(shell=None) -> bool:
     for mime in ("image/svg+xml", "application/pdf", "image/jpeg"):  # only the one PNG per figure
         if mime in formatters:
             formatters[mime].pop(Figure, None)
-    return True
 
 
 def shown(path) -> str:

@@ -210,6 +210,24 @@ def test_figures_are_embedded_small(tmp_path):
     assert img.format == "png" and img.width == 420 and img.data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_an_image_grid_over_the_budget_is_drawn_again_smaller():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from lib import notebook
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    ax.imshow(np.random.default_rng(0).integers(0, 255, (160, 160, 3)).astype("uint8"), interpolation="nearest")
+    data = notebook.figure_png(fig)
+    plt.close(fig)
+    assert len(data) < 1.3 * notebook.MAX_FIGURE_BYTES
+    assert _png_info(data)[1][0] < 8 * notebook.FIGURE_DPI * 0.9  # drawn below FIGURE_DPI
+    assert notebook._smaller_dpi(90, notebook.MAX_FIGURE_BYTES) is None
+    assert notebook._smaller_dpi(notebook.MIN_DPI, 10 * notebook.MAX_FIGURE_BYTES) is None
+    assert notebook._smaller_dpi(120, 4 * notebook.MAX_FIGURE_BYTES) == pytest.approx(0.9 * 120 / 2)
+    assert notebook._smaller_dpi(90, 4 * notebook.MAX_FIGURE_BYTES) == notebook.MIN_DPI
+
+
 def test_install_replaces_the_png_formatter_and_is_a_noop_without_ipython():
     from matplotlib.figure import Figure
     from lib import notebook
@@ -230,10 +248,10 @@ def test_install_replaces_the_png_formatter_and_is_a_noop_without_ipython():
 
     shell = Shell()
     shell.display_formatter.formatters["image/svg+xml"].for_type(Figure, str)
-    assert notebook.install(shell) is True
+    notebook.install(shell)
     assert shell.display_formatter.formatters["image/png"].types[Figure] is notebook.figure_png
     assert Figure not in shell.display_formatter.formatters["image/svg+xml"].types
-    assert notebook.install() is False  # plain pytest: no IPython shell
+    assert notebook.install() is None  # plain pytest: no IPython shell, nothing to do
 
 
 @pytest.mark.slow
@@ -261,7 +279,7 @@ def test_a_kernel_under_papermill_prints_progress_lines_and_embeds_small_figures
     text = "".join(o.get("text", "") for o in out.cells[1].outputs)
     assert "demo: 0/3 (0%)" in text and "demo: 3/3 (100%)" in text
     pngs = [o["data"]["image/png"] for o in out.cells[1].outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) == 1
+    assert len(pngs) == 1 and not out.cells[0].outputs  # the bootstrap shows nothing
     import base64
     assert _png_info(base64.b64decode(pngs[0]))[0] == "P"
     assert problems(out, dst.stat().st_size) == []
