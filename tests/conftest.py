@@ -1,6 +1,7 @@
 """Settings every test shares (one place): offline hub, headless plotting, one BLAS/OpenMP thread
 for the tiny test models, and the shared tiny-model fixtures. ``lib`` is imported as the installed
 package (``pip install -e .``, done by ``make setup``)."""
+import gc
 import os
 
 import pytest
@@ -8,6 +9,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")       # never reach a model hub
 os.environ.setdefault("MPLBACKEND", "Agg")         # no display
 os.environ.setdefault("CLIPMIS_PROGRESS", "text")  # plain progress lines in test logs
+
+
+def pytest_collection_finish(session):
+    """Freeze the objects that exist once every test module is imported (torch, pandas, the
+    modules): the cyclic garbage collector then skips them. statsmodels' Holm (``multipletests``,
+    called by ``lib.stats.holm`` ~60 times per ``lib.analysis.compute``) runs ``gc.collect()`` on
+    every call, and a full collection of this process took ~0.15 s; frozen, ~0.1 ms (the analysis
+    tests ran twice as fast). Objects the tests create are collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="module")

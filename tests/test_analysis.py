@@ -298,6 +298,7 @@ def test_abs_correlation_difference_compares_strength_whatever_the_sign():
     assert (r["p"] < 0.05) == (r["lo"] > 0 or r["hi"] < 0)
 
 
+@pytest.mark.slow  # 300 simulated data sets with exact permutation p-values: the fast tier's slowest test
 def test_p_and_interval_agree_on_synthetic_data():
     """One estimand per number: p < 0.05 iff 0 lies outside the 95% interval (exactly for the
     signed-rank and Zou forms; for Spearman, whose p is an exact permutation test and whose interval
@@ -397,15 +398,27 @@ def test_predictors_follow_the_gain_per_stratum_and_skip_a_missing_measure():
     assert ("acc", T.PARTIAL) not in pooled.index           # no partial of acc on itself
 
 
-def test_headroom_gain_is_gain_over_headroom():
-    t = A.compute(results(5))
+@pytest.fixture(scope="module")
+def _computed5():
+    return A.compute(results(5))
+
+
+@pytest.fixture
+def computed5(_computed5):
+    """``A.compute(results(5))``, computed once for this module (the fast tier's most expensive
+    call); each test gets its own copies of the tables."""
+    return {k: (v.copy() if hasattr(v, "copy") else v) for k, v in _computed5.items()}
+
+
+def test_headroom_gain_is_gain_over_headroom(computed5):
+    t = computed5
     g = t["gain_points"]
     row = g[(g["method"] == "full")].iloc[0]
     assert row["gain_headroom"] == pytest.approx(row["gain"] / (1 - row["acc_zero_shot"]))
 
 
-def test_comparison_lookup_flips_sign():
-    t = A.compute(results(5))
+def test_comparison_lookup_flips_sign(computed5):
+    t = computed5
     comp = t["comparisons"]
     ab = T.comparison(comp, "cf_drop", "full", "bitfit")
     ba = T.comparison(comp, "cf_drop", "bitfit", "full")
@@ -430,8 +443,8 @@ def _verdicts(t):
     return dict(zip(t["claims"]["id"], t["claims"]["verdict"]))
 
 
-def test_fewer_than_eight_tasks_is_inconclusive():
-    v = _verdicts(A.compute(results(5)))
+def test_fewer_than_eight_tasks_is_inconclusive(computed5):
+    v = _verdicts(computed5)
     assert set(v.values()) == {C.TOO_FEW} and set(v) == set(C.REGISTRY)
 
 
@@ -454,8 +467,8 @@ def test_flags_are_counted_and_no_run_is_excluded():
     assert t["headline"].set_index("method").loc["full", "no_val_gain_runs"] == 2
 
 
-def test_claims_registry_functions_take_tables():
-    t = A.compute(results(5))
+def test_claims_registry_functions_take_tables(computed5):
+    t = computed5
     for cid, (text, fn) in C.REGISTRY.items():
         v = fn(t)
         assert isinstance(v, C.Verdict) and v.id == cid and v.claim == text and v.verdict in C.VERDICTS
@@ -477,8 +490,8 @@ def test_markdown_tables_are_narrow_and_claims_md(tmp_path):
     assert (tmp_path / "MANIFEST.json").exists()
 
 
-def test_readme_block_replaced_between_markers(tmp_path):
-    t = A.compute(results(5))
+def test_readme_block_replaced_between_markers(tmp_path, computed5):
+    t = computed5
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n## Results\n\n{R.README_BEGIN}\nSTALE-CONTENT\n{R.README_END}\n\n## After\n")
     from lib.pipeline import publish as P

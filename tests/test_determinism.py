@@ -62,11 +62,13 @@ def test_isa_changes_bytes_without_pins_and_not_with_them():
     assert pinned_fast["hash"] == pinned_narrow["hash"] == narrow["hash"]
 
 
+@pytest.mark.slow  # subprocess: a fresh interpreter importing torch (fast tier: issue #21 item 9)
 @needs_avx2
 def test_pins_reach_torch_when_applied_first():
     assert probe(True)["cap"] == "AVX2"
 
 
+@pytest.mark.slow  # subprocess: a fresh interpreter importing torch (fast tier: issue #21 item 9)
 @needs_avx512
 def test_late_apply_is_an_error_not_a_silent_no_op():
     code = ("import sys; sys.path.insert(0, %r); import torch; torch.randn(8).softmax(0); "

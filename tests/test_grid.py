@@ -89,6 +89,7 @@ def test_commands_one_per_unit_runnable_from_the_root():
     assert all("-p profile paper" in c for c in cmds[:n]) and all("lib.pipeline.evaluate paper" in c for c in cmds[n:])
 
 
+@pytest.mark.slow  # subprocess: make -n of the whole paper DAG (fast tier: issue #21 item 9)
 def test_paper_profile_dry_run_shows_the_whole_dag():
     """`make -n` for the real profile lists every unit without needing data or a GPU."""
     out = subprocess.run(["make", "-n", "--no-print-directory", "dry-run", "PROFILE=paper"],
@@ -126,6 +127,7 @@ def test_bad_profile_is_refused_by_make():
     assert out.returncode != 0 and "is not a profile" in out.stderr
 
 
+@pytest.mark.slow  # subprocess: runs make (fast tier: issue #21 item 9)
 def test_clipmis_build_moves_makes_files_too(tmp_path):
     """CLIPMIS_BUILD (or BUILD=) moves Make's targets with Python's outputs; the error advice then works."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}

@@ -115,6 +115,7 @@ def _clean_env(**extra):
     return env
 
 
+@pytest.mark.slow  # subprocess: make commands of every profile (fast tier: issue #21 item 9)
 def test_make_commands_prints_only_commands_phase_by_phase():
     from lib.pipeline import launch
     r = subprocess.run(["make", "commands", "PROFILE=smoke", f"PY={sys.executable}"], cwd=paths.ROOT,
@@ -136,6 +137,7 @@ def _stand_in(path, body):
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+@pytest.mark.slow  # subprocess: runs make and the chain (fast tier: issue #21 item 9)
 def test_slurm_chain_runs_every_line_once_in_phase_order(tmp_path):
     """One array job per phase, each after the previous one (afterok); a stand-in sbatch records its
     arguments and runs the array's tasks at once (SLURM_ARRAY_TASK_ID=1..N), each line through a

@@ -157,6 +157,7 @@ def test_binder_sets_the_hosted_flag():
     assert r.returncode == 0 and r.stdout.strip() == "True False"
 
 
+@pytest.mark.slow  # subprocess: starts a papermill kernel (fast tier: issue #21 item 9)
 def test_papermill_from_another_directory_works_or_says_what_to_do(tmp_path):
     """papermill run from elsewhere: works when `lib` is installed, else the bootstrap's message (not a
     bare StopIteration)."""
@@ -266,6 +267,7 @@ def test_colab_requirements_leave_colab_stack_alone():
     assert "open_clip_torch~=3.3" in (ROOT / "requirements-colab.txt").read_text()
 
 
+@pytest.mark.slow  # subprocess: starts a papermill kernel (fast tier: issue #21 item 9)
 def test_shared_cells_in_a_kernel_on_binder_build_missing_inputs(tmp_path):
     """Bootstrap + parameters + upstream cells of 02_finetune, executed by papermill as on Binder
     (BINDER_LAUNCH_HOST set) with an empty build folder: the upstream cell runs `make pretrain` (a

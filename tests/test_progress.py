@@ -173,6 +173,7 @@ def test_stage_counter_cli():
     assert bad.returncode == 2 and "usage" in bad.stderr
 
 
+@pytest.mark.slow  # subprocess: starts a papermill kernel (fast tier: issue #21 item 9)
 def test_papermill_kernel_gets_text_lines(tmp_path):
     """The real thing: a notebook executed by papermill (outside Make) prints text lines, not a widget."""
     nbformat = pytest.importorskip("nbformat")
