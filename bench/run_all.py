@@ -1,11 +1,11 @@
 """Run every benchmark script and print one combined markdown report (``make bench``).
 
-    .venv/bin/python bench/run_all.py [silhouette] [embed] [finetune] [stages]
+    .venv/bin/python bench/run_all.py [silhouette] [embed] [finetune] [stages] [tests]
 
 Each script runs as its own subprocess (fresh interpreter, so one cannot warm or pollute another)
 from the repo root with this interpreter; its stdout (markdown) goes into the report under a
 heading, its stderr is dropped unless it fails. ``stages`` reads ``build/$PROFILE`` (default
-mini). Names on the command line select scripts; the default is all four. Exit status 1 if any
+mini). Names on the command line select scripts; the default is all five. Exit status 1 if any
 script failed (the report still has the others). Takes a few minutes on 2 cores.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ SCRIPTS = {  # name -> (file, heading)
     "embed": ("bench_embed.py", "Image-embedding throughput: `lib.evaluate.image_embeddings` vs a bare loop"),
     "finetune": ("bench_finetune.py", "Fine-tuning throughput per method"),
     "stages": ("bench_stages.py", "Stage times of `make reproduce`"),
+    "tests": ("bench_tests.py", "Fast test tier: wall time of `pytest -m \"not slow\"`"),
 }
 
 
