@@ -344,7 +344,7 @@ def test_edited_readme_block_fails(fast_recompute, pair):
     assert rc == 1 and f"BAD  {readme}: results block differs" in out, out
 
 
-def test_table_edited_in_both_build_and_published_fails(pair):
+def test_table_edited_in_both_build_and_published_fails(fast_recompute, pair):  # results untouched: the cached recomputation is the real one's bytes
     build, pub, _ = pair
     beyond = 2 * V.tolerance("published", "headline.csv", "id_gain").abs      # beyond a rerun's noise too
     for folder in (build / "figures", pub):
@@ -357,7 +357,7 @@ def test_table_edited_in_both_build_and_published_fails(pair):
     assert "BAD  headline.csv (recomputed vs published): out of tolerance" in out
 
 
-def test_claims_verdict_edited_in_both_fails(pair):
+def test_claims_verdict_edited_in_both_fails(fast_recompute, pair):  # results untouched: the cached recomputation is the real one's bytes
     build, pub, _ = pair
     for folder in (build / "figures", pub):
         edit_csv(folder / "claims.csv", lambda d: d.assign(verdict=d["verdict"].where(d["verdict"] != "holds", "does not hold")))
