@@ -11,14 +11,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")         # no display
 os.environ.setdefault("CLIPMIS_PROGRESS", "text")  # plain progress lines in test logs
 
 
-def pytest_collection_finish(session):
-    """Freeze the objects that exist once every test module is imported (torch, pandas, the
-    modules): the cyclic garbage collector then skips them. statsmodels' Holm (``multipletests``,
-    called by ``lib.stats.holm`` ~60 times per ``lib.analysis.compute``) runs ``gc.collect()`` on
-    every call, and a full collection of this process took ~0.15 s; frozen, ~0.1 ms (the analysis
-    tests ran twice as fast). Objects the tests create are collected as usual."""
+@pytest.fixture(scope="module", autouse=True)
+def _gc_frozen():
+    """Before each test module: collect, then freeze every object still alive (torch, pandas, the
+    modules, what earlier modules cached), so the cyclic garbage collector skips them from then on.
+    statsmodels' Holm (``multipletests``, called by ``lib.stats.holm`` ~60 times per
+    ``lib.analysis.compute``) runs ``gc.collect()`` on every call; unfrozen, one collection of this
+    process took 0.15 s or more (more as the session grows), frozen ~0.1 ms: ``compute`` ran twice
+    as fast. Garbage is collected before each freeze, so nothing dead is kept."""
     gc.collect()
     gc.freeze()
+    yield
 
 
 @pytest.fixture(scope="module")
