@@ -69,9 +69,35 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def content_hash(obj: Any) -> str:
+# Hash lengths in hex digits, chosen per use and named at each call: FULL (all 64) where a hash
+# checks content (files, rows, markers, manifests); SHORT (16) where it names an input (fingerprints
+# of parameters, code, data and states, cache keys). Two older identifiers keep their lengths, as
+# they are recorded in existing tables and cache files: 12 for a subset of a split
+# (``lib.splits.Split.subset``) and 24 for an embedding cache file (``lib.evaluate``).
+FULL = None
+SHORT = 16
+
+
+def sha256_hex(*parts, length: int | None = FULL) -> str:
+    """sha256 (hex) of the concatenation of ``parts``, cut to its first ``length`` hex digits (all 64
+    for :data:`FULL`). A part is bytes, a str (UTF-8 encoded) or an iterable of bytes (read as it
+    goes: a large file is never held whole). The project's one hashing helper: :func:`content_hash`
+    and :func:`file_sha256` build on it."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, str):
+            h.update(p.encode("utf-8"))
+        elif isinstance(p, (bytes, bytearray, memoryview)):
+            h.update(p)
+        else:
+            for chunk in p:
+                h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def content_hash(obj: Any, length: int | None = FULL) -> str:
     """sha256 (hex) of the canonical JSON of ``obj``; equal for a value and its JSON round trip."""
-    return hashlib.sha256(canonical_json(json.loads(canonical_json(obj))).encode("utf-8")).hexdigest()
+    return sha256_hex(canonical_json(json.loads(canonical_json(obj))), length=length)
 
 
 _FILE_HASHES: dict = {}
@@ -85,11 +111,8 @@ def file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _FILE_HASHES:
-        h = hashlib.sha256()
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
+            _FILE_HASHES[key] = sha256_hex(iter(lambda: f.read(1 << 20), b""))
     return _FILE_HASHES[key]
 
 
@@ -138,7 +161,7 @@ def write_csv(df, path: Path, provenance: dict | None = None, float_format: str 
     path = Path(path)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format=float_format)
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+        digest = sha256_hex(Path(tmp).read_bytes())
     if provenance is not None:
         write_json(provenance_path(path), {**provenance, "content_sha256": digest})
     return path
@@ -175,13 +198,6 @@ def load_npy(path: Path, shape0: int | None = None):
     if shape0 is not None and (arr.ndim < 1 or arr.shape[0] != shape0):
         return None
     return arr
-
-
-def save_npz(path: Path, **arrays) -> Path:
-    import numpy as np
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
-    return Path(path)
 
 
 def save_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -> Path:

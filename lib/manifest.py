@@ -8,22 +8,19 @@ complete output of that producer.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from .io import write_text
+from .io import sha256_hex, write_text
 
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_VERSION = 1
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+    """sha256 (hex, all 64 digits) of a file's bytes, read now (a manifest checks what is on disk)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_hex(iter(lambda: f.read(chunk), b""))
 
 
 def _is_temporary(rel: str) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import ConfigError
+from .io import SHORT, save_safetensors, sha256_hex
 
 MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 _registered = False
@@ -81,19 +82,17 @@ def create(name: str, pretrained: str | None = None, device: str = "auto",
 
 def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
     """Atomically save a full state dict as safetensors (loadable by open_clip)."""
-    from .io import save_safetensors
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return save_safetensors(path, state)
 
 
 def state_fingerprint(model: torch.nn.Module) -> str:
-    """Content hash of a model's parameters and buffers."""
-    import hashlib
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """Content hash of a model's parameters and buffers (each name, then its bytes, sorted by name)."""
+    def parts():
+        for k, v in sorted(model.state_dict().items()):
+            yield k.encode()
+            yield v.detach().cpu().contiguous().numpy().tobytes()
+    return sha256_hex(parts(), length=SHORT)
 
 
 # ----------------------------------------------------------------------------- class prompts
