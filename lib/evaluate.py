@@ -5,14 +5,12 @@ Embeddings of each (model state, dataset split, preprocessing) are computed once
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 import torch
 
 from . import io, metrics, models, paths, schema
-from .data import DatasetSource, Split, iterate
+from .splits import DatasetSource, Split, iterate
 from .progress import progress as progress_bar
 
 
@@ -33,7 +31,7 @@ def text_embeddings(encoder, bundle, classnames, templates) -> np.ndarray:
 def _cache_key(state_fp: str, split: Split, bundle, kind: str, extra: str = "") -> str:
     pre = f"{bundle.name}|{bundle.image_size}|{bundle.mean}|{bundle.std}|{bundle.preprocess}"
     blob = "|".join([kind, state_fp, split.fingerprint, pre, extra])
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return io.sha256_hex(blob, length=24)  # 24: the length of the cache files already on disk
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import torch
 
 from . import models, provenance
 from .config import check_type
-from .data import ArrayImages, Split
+from .splits import ArrayImages, Split
 from .schedule import lr_factor
 
 

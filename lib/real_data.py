@@ -74,7 +74,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, check_type
-from .data import DatasetSource, Split, TaskSpec, register_source
+from .splits import DatasetSource, Split, TaskSpec, register_source
 
 CLASSNAMES_DIR = Path(__file__).resolve().parent / "classnames"
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})

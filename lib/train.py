@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data as D
+from . import splits as D
 from . import methods as M
 from . import models
 from .config import ConfigError, check_type

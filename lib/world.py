@@ -54,8 +54,8 @@ import numpy as np
 
 from . import paths
 from .io import write_bytes, write_json
-from .config import ConfigError, fingerprint
-from .data import DatasetSource, Split, TaskSpec, register_source
+from .config import ConfigError, code_fingerprint, fingerprint, load_profile
+from .splits import DatasetSource, Split, TaskSpec, register_source
 
 S = 32  # image side
 _YY, _XX = np.mgrid[0:S, 0:S].astype(np.float32)
@@ -1057,7 +1057,6 @@ def _corpus_chunk(args) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
 
 
 def world_fingerprint(world_cfg: dict) -> str:
-    from .config import code_fingerprint
     return fingerprint({"world": world_cfg, "generator": code_fingerprint("world")})
 
 
@@ -1311,7 +1310,6 @@ if __name__ == "__main__":
     # python -m lib.world <profile>: verify the world and regenerate it if it is missing, stale or damaged
     import sys
 
-    from .config import load_profile
     try:
         cfg = load_profile(sys.argv[1] if len(sys.argv) > 1 else "")
     except ConfigError as exc:

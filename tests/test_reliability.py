@@ -303,7 +303,8 @@ def test_figures_notebook_flow_writes_manifest(tmp_path, monkeypatch):
     assert pb["notebook"] == "04_figures" and pb["profile"] == "unit"
     assert set(pb["git"]) == {"commit", "dirty"} and "torch" in pb["versions"]
     assert pb["inputs"] == analysis.input_fingerprints("unit") and len(pb["inputs"]) == 3
-    dest = analysis.publish_figures("unit", tmp_path / "paper_figures")
+    from lib.pipeline.publish import copy_figures
+    dest = copy_figures("unit", tmp_path / "paper_figures")
     assert manifest.verify_manifest(dest) == [] and (dest / "MANIFEST.json").exists()
 
 

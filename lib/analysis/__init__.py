@@ -7,7 +7,6 @@ the figures (``lib.plots``) and the published files (``lib.pipeline.publish``).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +50,7 @@ def load_results(profile_or_dir) -> dict:
 def input_fingerprints(profile: str) -> dict:
     """sha256 (16 hex) of each input table, for the provenance of derived files."""
     rd = paths.results_dir(profile)
-    return {f"{n}.csv": hashlib.sha256((rd / f"{n}.csv").read_bytes()).hexdigest()[:16]
+    return {f"{n}.csv": io.sha256_hex((rd / f"{n}.csv").read_bytes(), length=io.SHORT)
             for n in (*RESULT_FILES, "lr_sweep") if (rd / f"{n}.csv").exists()}
 
 
@@ -98,12 +97,6 @@ def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dic
     io.write_text(path, claims_markdown(claims_df, profile, provenance, tests_df))
     manifest.write_manifest(path.parent, {"notebook": "04_figures", "profile": profile, **(provenance or {})})
     return path
-
-
-def publish_figures(profile: str, dest: Path | None = None) -> Path:
-    """Copy ``build/<profile>/figures/`` to ``paper_figures/`` (``lib.pipeline.publish.copy_figures``)."""
-    from ..pipeline.publish import copy_figures
-    return copy_figures(profile, dest)
 
 
 # ----------------------------------------------------------------------------- notebook helpers

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .. import stats
 from . import tables as T
-from .report import fmt_ci, fmt_p
+from .formats import fmt_ci, fmt_p
 
 MIN_TASKS = 8
 ALPHA = stats.ALPHA
