@@ -132,58 +132,58 @@ endef
 pfiles = $(wildcard $(P)/$(1).yaml $(P)/$(PROFILE)/$(1).yaml)
 
 PROFILE_YAML := $(wildcard $(P)/profiles/*.yaml)
-CODE_BASE := lib/__init__.py lib/config.py lib/paths.py lib/io.py lib/provenance.py lib/data.py lib/models.py \
-             lib/pipeline/__init__.py lib/pipeline/common.py $(wildcard lib/real_data.py lib/progress.py lib/determinism.py lib/schema.py)
+LIB_PY := $(wildcard lib/*.py lib/*/*.py)
 
 # ------------------------------------------------------------------ the grid (one rule per unit), checked first
 # writing grid.mk validates the whole configuration (profile, every stage file, every method file), so
-# it depends on every one of those files: a changed file is checked before Make runs anything
-$(B)/grid.mk: $(SETUP) $(PROFILE_YAML) lib/config.py lib/pipeline/grid.py \
+# it depends on every one of those files: a changed file is checked before Make runs anything. It also
+# holds each stage's code (CODE_<STAGE>: the import closure inside lib/ of the stage's entry modules,
+# lib.pipeline.grid.STAGE_CODE), so it depends on every lib/ file too: an edited import is seen.
+$(B)/grid.mk: $(SETUP) $(PROFILE_YAML) $(LIB_PY) \
               $(wildcard $(P)/*.yaml $(P)/$(PROFILE)/*.yaml $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
 	@mkdir -p $(@D)
 	$(PY) -m lib.pipeline.grid $(PROFILE) --make > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@ || { rm -f $@.tmp.$$$$; exit 1; }
 
 # ------------------------------------------------------------------ stages
-$(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(call pfiles,00_pretrain) $(PROFILE_YAML) $(CODE_BASE) \
-                        lib/world.py lib/pretrain.py lib/schedule.py lib/pipeline/pretrain.py
-	$(call papermill,00_pretrain,$@,,,pretrain)
-
-$(B)/results/zero_shot.csv $(B)/01_zero_shot.ipynb &: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb \
-                        $(call pfiles,01_zero_shot) $(CODE_BASE) lib/evaluate.py lib/metrics.py lib/pipeline/zero_shot.py
-	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb,,,zero-shot)
-
 # one 02_finetune execution per task (every method: sweep, selection, seeds); one evaluation job per
-# (task, method) (rules in grid.mk)
-FT_DEPS := $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(call pfiles,02_finetune) $(CODE_BASE) \
-           lib/methods.py lib/train.py lib/schedule.py lib/pipeline/finetune.py lib/pipeline/grid.py
+# (task, method) (rules in grid.mk). FT_DEPS / EVAL_DEPS are recursive (=): they are expanded where
+# grid.mk's rules name them, after grid.mk has defined CODE_FINETUNE / CODE_EVALUATE.
+FT_DEPS = $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(call pfiles,02_finetune) $(CODE_FINETUNE)
 define finetune_unit
 	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV),finetune $(1))
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune
 endef
-EVAL_DEPS := $(B)/results/zero_shot.csv $(call pfiles,03_evaluate) $(CODE_BASE) lib/evaluate.py lib/metrics.py \
-             lib/train.py lib/methods.py lib/pipeline/evaluate.py
+EVAL_DEPS = $(B)/results/zero_shot.csv $(call pfiles,03_evaluate) $(CODE_EVALUATE)
 define evaluate_unit
 	@mkdir -p $(@D)
 	$(UNIT_ENV) $(LAUNCH) $(PY) -m lib.pipeline.evaluate $(PROFILE) $(1) $(2)
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress evaluate
 endef
 
-# the unit rules need FT_DEPS / EVAL_DEPS defined above (prerequisites expand when read)
+# grid.mk defines each stage's code (CODE_<STAGE>) and the unit rules. Make expands a rule's
+# prerequisites when it reads the rule, so grid.mk is included before every rule that names CODE_<STAGE>
+# (when grid.mk is missing or out of date, Make remakes it first and then reads everything again)
 GRID_GOALS := $(filter-out help setup clean-profile test test-unit test-notebooks bench smoke verify commands release-check,$(or $(MAKECMDGOALS),all))
 ifneq ($(GRID_GOALS),)
 include $(B)/grid.mk
 endif
 
-$(B)/results/finetune.csv $(B)/results/lr_sweep.csv &: $(FT_NOTEBOOKS) $(B)/00_pretrain.ipynb lib/pipeline/aggregate.py lib/pipeline/finetune.py lib/evaluate.py
+$(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(call pfiles,00_pretrain) $(PROFILE_YAML) $(CODE_PRETRAIN)
+	$(call papermill,00_pretrain,$@,,,pretrain)
+
+$(B)/results/zero_shot.csv $(B)/01_zero_shot.ipynb &: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb \
+                        $(call pfiles,01_zero_shot) $(CODE_ZERO_SHOT)
+	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb,,,zero-shot)
+
+$(B)/results/finetune.csv $(B)/results/lr_sweep.csv &: $(FT_NOTEBOOKS) $(B)/00_pretrain.ipynb $(CODE_AGGREGATE)
 	$(PY) -m lib.pipeline.aggregate finetune $(PROFILE)
 
 $(B)/results/evaluation.csv $(B)/03_evaluate.ipynb &: $(NB)/03_evaluate.ipynb $(EVAL_CSVS) $(B)/results/finetune.csv \
-                        lib/pipeline/aggregate.py
+                        $(CODE_AGGREGATE)
 	$(call papermill,03_evaluate,$(B)/03_evaluate.ipynb,,,evaluate)
 
-FIG_CODE := $(wildcard lib/plots.py lib/analysis.py lib/analysis/*.py lib/stats.py lib/manifest.py lib/pipeline/publish.py)
 $(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/results/evaluation.csv $(B)/results/finetune.csv \
-                       $(call pfiles,04_figures) $(FIG_CODE)
+                       $(call pfiles,04_figures) $(CODE_FIGURES)
 	$(call papermill,04_figures,$@,,,figures)
 
 # ------------------------------------------------------------------ entry points (one make per profile at a time)
@@ -233,6 +233,7 @@ commands:
 # value from params/ as the pipeline does, find every run complete, and never touch build/smoke.
 NBVAL_BUILD := $(abspath $(BUILD))/nbval
 test: setup
+	$(PY) -m ruff check
 	$(MAKE) --no-print-directory smoke
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-notebooks

@@ -67,11 +67,12 @@ def test_stage_params_load_for_every_profile(profile, stage):
 @pytest.mark.parametrize("profile", config.available_profiles())
 def test_every_method_of_the_grid_has_a_valid_recipe(profile):
     from lib.pipeline import finetune, grid
+    from lib.train import resolve_hp
     cfg = config.load_profile(profile)
     for t, m in grid.evaluation_units(grid.runs(cfg)):
         rates = finetune.lr_grid(profile, m)
         assert rates == sorted(rates) and all(lr > 0 for lr in rates)
-        hp = finetune.run_hp(profile, rates[0])
+        hp = resolve_hp({**finetune.recipe(profile), "lr": rates[0]})
         assert hp["lr"] == rates[0] and hp["epochs"] > 0
 
 

@@ -16,16 +16,19 @@ import sys
 
 import pandas as pd
 
-from .. import config, paths, provenance, schema
+from .. import config, metrics, models, paths, provenance, schema
+from ..data import source_for
+from ..evaluate import EVAL_COLUMNS, image_embeddings, text_embeddings
 from ..io import file_sha256, read_json, write_csv
+from .common import base_model, cli
+from .finetune import (RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row,
+                       marker_problem, sweep_table)
+from .grid import evaluation_units, runs, sweep_runs
 
 
 def aggregate_finetune(profile: str):
     """Rebuild results/finetune.csv (+ finetune_timing.csv) from the runs' markers, and
     results/lr_sweep.csv (every sweep point, the selected rate) from the sweep points'."""
-    from .finetune import (RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row,
-                           marker_problem, sweep_table)
-    from .grid import evaluation_units, runs, sweep_runs
     cfg = config.load_profile(profile)
     rs = runs(cfg)
     found = {r: finished_row(profile, r) for r in rs}
@@ -76,10 +79,6 @@ def aggregate_finetune(profile: str):
 def zero_shot_val_accuracy(cfg: dict, tasks: list[str]) -> dict:
     """The zero-shot model's accuracy on each task's ID validation split (the split that picks the
     best epoch of a run), to tell a run that ended below its starting point."""
-    from .. import metrics, models
-    from ..data import source_for
-    from ..evaluate import image_embeddings, text_embeddings
-    from .common import base_model
     source = source_for(cfg)
     source.check()
     base = base_model(cfg)
@@ -102,8 +101,6 @@ def aggregate_evaluation(profile: str) -> pd.DataFrame:
     """Rebuild results/evaluation.csv from the units' evaluation.csv files, in grid order. Each unit
     file is checked against its recorded hash and the schema (:data:`lib.schema.EVALUATION`), and so
     is the result before it is written."""
-    from ..evaluate import EVAL_COLUMNS
-    from .grid import evaluation_units, runs
     cfg = config.load_profile(profile)
     rs = runs(cfg)
     by_run, inputs = {}, {}
@@ -136,7 +133,6 @@ def main(argv=None) -> int:
     if len(argv) != 2 or argv[0] not in ("finetune", "evaluation"):
         print("usage: python -m lib.pipeline.aggregate finetune|evaluation <profile>", file=sys.stderr)
         return 2
-    from .common import cli
 
     def work():
         config.check_profile_name(argv[1])

@@ -2,9 +2,9 @@
 
 One job per (task, method) unit (``python -m lib.pipeline.evaluate <profile> <task> <method>``,
 a Make target each, so ``make -j`` runs them in parallel) writes ``runs/<task>/<method>/evaluation.csv``;
-each run's rows are also cached in its ``eval.json``, keyed by its inputs (the full hash of its
-trained state, its request, the base model's state, the data's fingerprints and the zero-shot
-numbers its rows copy) and holding the hash of its own rows. A cache is reused only when its key
+each run's rows are also cached in its ``eval.json``, keyed by its inputs (the hash of the
+evaluation code, :data:`EVAL_CODE`; the full hash of its trained state, its request, the base
+model's state, the data's fingerprints and the zero-shot numbers its rows copy) and holding the hash of its own rows. A cache is reused only when its key
 matches, its rows match their recorded hash and fit the evaluation schema
 (:data:`lib.schema.EVALUATION`); otherwise the run is evaluated again and the log says which file
 and why, so a changed run re-evaluates alone and an edited cache never reaches a table.
@@ -25,15 +25,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import config, paths, schema
+from .. import config, models, paths, schema, train
 from ..config import ConfigError
 from ..data import source_for
-from ..io import content_hash, file_sha256, read_json, write_csv, write_json
+from ..evaluate import EVAL_COLUMNS, MEASURES, eval_splits, run_measures, schema_of
+from ..io import SHORT, content_hash, file_sha256, read_json, write_csv, write_json
 from ..paths import RunId
 from ..progress import log
+from . import codegraph
+from .common import base_model, cli, setup
+from .finetune import finished_row, marker_problem
+from .grid import evaluation_units, runs
 
 STAGE = "03_evaluate"
-EVAL_VERSION = 4  # 4: n_lost / n_won, rows hashed, zero-shot inputs in the key
+EVAL_VERSION = 5  # 4: n_lost / n_won, rows hashed, zero-shot inputs in the key; 5: the code's hash
+# the code a run's evaluation rows depend on: lib.evaluate (measures, lib.metrics, the embeddings),
+# lib.train (reading the run back into a model) and every lib module they import, transitively
+# (lib.pipeline.codegraph); its hash is in every cache key, so an edit to any of them (lib/metrics.py
+# too) evaluates the runs again. The rows' assembly here is versioned by EVAL_VERSION.
+EVAL_CODE = ("lib.evaluate", "lib.train")
+
+
+def code_hash(root=codegraph.ROOT) -> str:
+    """The fingerprint of the evaluation code: the hash of :data:`EVAL_CODE`'s import closure under ``root``."""
+    return codegraph.closure_hash(*EVAL_CODE, root=root)
 
 
 def zero_shot_rows(profile: str) -> dict:
@@ -47,7 +62,7 @@ def zero_shot_rows(profile: str) -> dict:
 
 def _file_hash(p: Path) -> str:
     """sha256 of a run's state file (hex, 16 characters: the form the cache key has always used)."""
-    return file_sha256(p)[:16]
+    return file_sha256(p)[:SHORT]
 
 
 def _cache_problem(cache, key: dict) -> str | None:
@@ -74,13 +89,12 @@ def _cache_problem(cache, key: dict) -> str | None:
 def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_rows: dict,
                  batch_size: int, num_workers: int) -> list[dict]:
     """Rows of evaluation.csv for one complete run (cached in ``<run>/eval.json``)."""
-    from .. import train
-    from ..evaluate import MEASURES, eval_splits, run_measures, schema_of
     rdir = run.dir(profile)
     meta = train.load_meta(rdir)
     state_fp = _file_hash(rdir / RunId.STATE)
     splits = eval_splits(source)
-    key = {"version": EVAL_VERSION, "state": state_fp, "state_sha256": file_sha256(rdir / RunId.STATE),
+    key = {"version": EVAL_VERSION, "code": code_hash(),
+           "state": state_fp, "state_sha256": file_sha256(rdir / RunId.STATE),
            "request": meta.get("request_fingerprint"), "base": base_state,
            "data": {f"{t}/{d}": zs_rows[(t, d)]["data_fingerprint"] for t, d, _ in splits},
            "zero_shot": content_hash({f"{t}/{d}": {k: zs_rows[(t, d)][k] for k in MEASURES} for t, d, _ in splits})}
@@ -132,11 +146,6 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     """Evaluate every run of one (task, method) unit; writes ``runs/<task>/<method>/evaluation.csv``.
 
     Checks come first, cheapest first: parameters, the data, the zero-shot table, the runs."""
-    from .. import models
-    from ..evaluate import EVAL_COLUMNS
-    from .common import base_model
-    from .finetune import finished_row, marker_problem
-    from .grid import evaluation_units, runs
     started = time.time()
     profile = cfg["name"]
     p = config.stage_params(STAGE, profile)
@@ -198,7 +207,6 @@ def main(argv=None) -> int:
     if len(argv) != 3:
         print("usage: python -m lib.pipeline.evaluate <profile> <task> <method>", file=sys.stderr)
         return 2
-    from .common import cli, setup
     profile, task, method = argv
 
     def work():

@@ -31,18 +31,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import config, provenance, schema
+from .. import config, provenance, schema, train
 from ..config import ConfigError
+from ..data import source_for
 from ..io import content_hash, file_sha256, read_json, write_json
+from ..methods import METHODS, resolve_options, variant_options
 from ..paths import RunId
 from ..progress import log
+from ..train import resolve_hp
+from . import codegraph
 from .common import base_fingerprint, base_model, seed_everything
+from .grid import lr_grid, run_options, sweep_seed, unit_runs
+
+__all__ = ["lr_grid", "run_options"]  # the method's parameters (lib.pipeline.grid), read here too
 
 STAGE = "02_finetune"
 RESULT_COLUMNS = ["task", "method", "variant", "seed", "trainable_params", "best_val_acc", "best_epoch",
                   "epochs", "lr", "nonfinite", "options"]
 TIMING_COLUMNS = ["train_seconds", "peak_memory_mb"]
-CODE = ("methods", "train", "models", "data")
+# the code a run's result depends on: lib.train and every lib module it imports, transitively
+# (lib.pipeline.codegraph); a change to any of them (lib/schedule.py too) trains the runs again
+CODE = ("lib.train",)
 # The published selection rule (lr_sweep.csv, README); choose_lr implements it.
 SELECTION_RULE = ("seed-0 run at every rate of the method's lr_grid; while the best rate is an end of the "
                   "rates tried and strictly better than its neighbour, the next half-decade rate beyond it is "
@@ -54,22 +63,12 @@ NOT_SWEEP = ("threads", "lr_extend")  # stage params that say how to run / searc
 
 def half_decade(lr: float, up: bool) -> float:
     """The next rate of the 1, 3, 10, 30, ... ladder above (or below) ``lr``."""
-    import math
     m = lr / 10 ** math.floor(math.log10(lr) + 1e-12)
     if up:
         x = lr * (3.0 if m < 2 else 10.0 / 3.0)
     else:
         x = lr / (3.0 if m > 2 else 10.0 / 3.0)
     return float(f"{x:.12g}")
-
-
-def run_options(profile: str, method: str, variant: str) -> dict:
-    """The options of one (method, variant) of a profile (see :func:`lib.methods.variant_options`)."""
-    from ..methods import METHODS, variant_options
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    mp = config.method_params(method, profile)
-    return variant_options(method, variant, mp.get("options"), mp.get("variants"))
 
 
 def recipe(profile: str) -> dict:
@@ -83,16 +82,9 @@ def lr_extend(profile: str) -> int:
     return int(config.stage_params(STAGE, profile).get("lr_extend") or 0)
 
 
-def lr_grid(profile: str, method: str) -> list[float]:
-    """The method's learning-rate grid (``lr_grid`` in ``params/methods/<method>.yaml``), ascending.
-    One rate: no sweep, every run uses it."""
-    return sorted(float(x) for x in config.method_params(method, profile)["lr_grid"])
-
-
-def run_hp(profile: str, lr: float) -> dict:
-    """A run's hyperparameters: the stage's recipe and a learning rate."""
-    from ..train import resolve_hp
-    return resolve_hp({**recipe(profile), "lr": lr})
+def code_hash(root=codegraph.ROOT) -> str:
+    """The fingerprint of the training code: the hash of :data:`CODE`'s import closure under ``root``."""
+    return codegraph.closure_hash(*CODE, root=root)
 
 
 def choose_lr(points: list[dict]) -> float:
@@ -196,7 +188,6 @@ class _Shared:
     """What every method of one task's unit loads once: data splits, base model, fingerprints."""
 
     def __init__(self, cfg: dict, task: str):
-        from ..data import source_for
         self.cfg, self.task = cfg, task
         self.source = source_for(cfg)
         self.spec = self.source.task(task)
@@ -218,7 +209,7 @@ class _Shared:
         """The base model's and the code's fingerprints (read on first use, so a missing
         checkpoint is reported only when a run needs it)."""
         if self._identity is None:
-            self._identity = (base_fingerprint(self.cfg), config.code_fingerprint(*CODE))
+            self._identity = (base_fingerprint(self.cfg), code_hash())
         return self._identity
 
 
@@ -234,9 +225,6 @@ class Unit:
     def __init__(self, cfg: dict, task: str, method: str, runs: list[RunId] | None = None,
                  hp: dict | None = None, options: dict | None = None, variants: dict | None = None,
                  shared: _Shared | None = None):
-        from ..methods import METHODS, resolve_options, variant_options
-        from ..train import resolve_hp
-        from .grid import sweep_seed, unit_runs
         self.cfg, self.task, self.method = cfg, task, method
         self.profile = cfg["name"]
         if method not in METHODS:
@@ -264,7 +252,6 @@ class Unit:
 
     # ------------------------------------------------------------------ identity and selection
     def hp(self, lr: float) -> dict:
-        from ..train import resolve_hp
         return resolve_hp({**self.recipe, "lr": lr})
 
     def request(self, r: RunId, lr: float) -> dict:
@@ -318,7 +305,6 @@ class Unit:
     def run(self, r: RunId, progress: bool = True) -> dict:
         """Fine-tune one run of the unit (or reuse it); returns its result row. A study run needs
         the sweep done; the sweep's point at the selected rate is reused as its seed's run."""
-        from .. import train
         lr = r.lr if r.is_sweep else self.selected_lr()
         if lr is None:
             raise RuntimeError(f"{r.label}: the learning-rate sweep of {self.task}/{self.method} is not "
@@ -390,7 +376,6 @@ class TaskUnit:
     selection, seeds, variants) in one kernel, sharing the data and the base model."""
 
     def __init__(self, cfg: dict, task: str, methods: list[str] | None = None):
-        from .grid import unit_runs
         rs = unit_runs(cfg, task)
         order = list(dict.fromkeys(r.method for r in rs))
         methods = order if methods is None else list(methods)

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections import OrderedDict
 
 from .. import config, paths
 from ..config import ConfigError
+from ..io import read_json
 from ..paths import RunId
+from ..progress import stage_counter
+from . import codegraph
 
 STAGE = "02_finetune"
 
@@ -38,6 +42,9 @@ def runs(cfg: dict, validate: bool = True) -> list[RunId]:
     methods = list(g.get("methods", []))
     src = f"params/profiles/{cfg.get('name', '?')}.yaml"
     if validate:
+        # imported here, not at the top: lib.data and lib.methods import torch (about 5 s on the
+        # 2-core CI machine against 0.25 s for this module), and `grid --progress`, which Make runs
+        # after every unit, reads the grid without validating it
         from ..data import source_for
         from ..methods import METHODS
         config.validate(g, config.PROFILE_SCHEMA.keys["grid"], "grid", src)
@@ -78,9 +85,23 @@ def runs(cfg: dict, validate: bool = True) -> list[RunId]:
     return out
 
 
+def run_options(profile: str, method: str, variant: str) -> dict:
+    """The options of one (method, variant) of a profile (see :func:`lib.methods.variant_options`)."""
+    from ..methods import METHODS, variant_options  # torch: see runs()
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    mp = config.method_params(method, profile)
+    return variant_options(method, variant, mp.get("options"), mp.get("variants"))
+
+
+def lr_grid(profile: str, method: str) -> list[float]:
+    """The method's learning-rate grid (``lr_grid`` in ``params/methods/<method>.yaml``), ascending.
+    One rate: no sweep, every run uses it."""
+    return sorted(float(x) for x in config.method_params(method, profile)["lr_grid"])
+
+
 def _validate_options(cfg: dict, rs: list[RunId]) -> None:
-    from ..methods import resolve_options
-    from .finetune import run_options
+    from ..methods import resolve_options  # torch: see runs()
     for r in {(r.method, r.variant): r for r in rs}.values():
         resolve_options(r.method, run_options(cfg["name"], r.method, r.variant))
 
@@ -95,7 +116,6 @@ def sweep_runs(cfg: dict, validate: bool = True, rs: list[RunId] | None = None) 
     at each rate of the method's ``lr_grid`` (a method with one rate has no sweep; the points the
     extension rule adds are the unit's, :meth:`lib.pipeline.finetune.Unit.sweep_state`). ``rs``:
     the profile's :func:`runs` when the caller has them already."""
-    from .finetune import lr_grid
     methods = list(dict.fromkeys((r.task, r.method) for r in (rs if rs is not None else runs(cfg, validate))))
     out = []
     for t, m in methods:
@@ -134,8 +154,34 @@ def unit_runs(cfg: dict, task: str) -> list[RunId]:
 
 
 # ----------------------------------------------------------------------------- Make and shells
+# Each stage's entry modules: what its notebook imports and the modules Make runs for it. A stage's
+# code (Make variable CODE_<STAGE> in grid.mk, its rules' prerequisites) is their import closure
+# inside lib/ (lib.pipeline.codegraph). DISPLAY_ONLY modules are imported by the notebooks too, only to
+# draw and show (lib.plots' figures in notebooks 00-02, lib.notebook's embedding of images): no result
+# depends on them, so they are no stage's code but the figures stage's (it imports lib.plots), and an
+# edit to lib/plots.py re-runs the figures only. tests/test_codegraph.py checks this against the
+# notebooks' imports.
+STAGE_CODE = {
+    "PRETRAIN": ("lib.pipeline.pretrain", "lib.pipeline.common", "lib.data", "lib.world"),
+    "ZERO_SHOT": ("lib.pipeline.zero_shot", "lib.pipeline.common", "lib.pipeline.upstream"),
+    "FINETUNE": ("lib.pipeline.finetune", "lib.pipeline.common", "lib.pipeline.upstream", "lib.pipeline.grid"),
+    "EVALUATE": ("lib.pipeline.evaluate", "lib.pipeline.grid"),  # one evaluation unit (and its progress line)
+    "AGGREGATE": ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream"),  # the tables, 03
+    "FIGURES": ("lib.pipeline.publish", "lib.analysis", "lib.analysis.tables", "lib.paths",
+                "lib.pipeline.upstream", "lib.plots"),
+}
+DISPLAY_ONLY = ("lib.plots", "lib.notebook")  # imported by the notebooks only to draw (see STAGE_CODE)
+
+
+def code_variables() -> list[str]:
+    """``CODE_<STAGE> := <files>`` for every stage of :data:`STAGE_CODE`, paths escaped for Make."""
+    return [f"CODE_{name} := " + " ".join(_make_path(f) for f in codegraph.closure_files(*mods))
+            for name, mods in STAGE_CODE.items()]
+
+
 def make_include(profile: str) -> str:
-    """One Make rule per fine-tuning unit (task: its notebook) and per evaluation unit (task, method).
+    """One Make rule per fine-tuning unit (task: its notebook) and per evaluation unit (task, method),
+    after each stage's code files (``CODE_<STAGE>``, :func:`code_variables`).
 
     The whole configuration is validated first (:func:`lib.config.check_all`: the profile, every
     stage file, every method file; then the grid's names against their registries): Make runs this
@@ -152,6 +198,8 @@ def make_include(profile: str) -> str:
     nb = {t: f"$(B)/{_make_path(_rel(paths.unit_notebook(profile, _make_name(t, 'task')), profile))}" for t in us}
     ev = {k: f"$(B)/{_make_path(_rel(paths.unit_eval_csv(profile, *k), profile))}" for k in evs}
     lines = [f"# generated by python -m lib.pipeline.grid {profile} --make; do not edit",
+             "# each stage's code: the import closure inside lib/ of its entry modules (lib.pipeline.grid.STAGE_CODE)",
+             *code_variables(),
              f"N_UNITS := {len(us)}", "FT_NOTEBOOKS := \\", *[f"  {x} \\" for x in nb.values()], "",
              "EVAL_CSVS := \\", *[f"  {x} \\" for x in ev.values()], ""]
     for t, rs in us.items():
@@ -193,20 +241,40 @@ def _rel_root(p) -> str:
         return str(p)
 
 
+def notebook_command(py: str, notebook: str, out, profile: str, label: str, extra: str = "") -> str:
+    """The shell command that runs ``notebooks/<notebook>.ipynb`` into ``out`` (through a temporary
+    name, moved into place only when it ran through); ``py`` is already quoted."""
+    q = shlex.quote
+    tmp = q(str(out.with_suffix(".tmp.ipynb")))
+    return (f"mkdir -p {q(str(out.parent))} && CLIPMIS_RUN_LABEL={q(label)} {py} -m papermill "
+            f"notebooks/{notebook}.ipynb {tmp} -k python3 --cwd . --log-output -p profile {q(profile)}"
+            f"{extra} && mv {tmp} {q(str(out))}")
+
+
+def unit_commands(cfg: dict, py: str) -> tuple[list[str], list[str]]:
+    """The fine-tuning units' commands (one per task) and the evaluation units' (one per (task,
+    method)) of a loaded profile; ``py`` is already quoted."""
+    q, profile = shlex.quote, cfg["name"]
+    ft = [notebook_command(py, "02_finetune", paths.unit_notebook(profile, t), profile, f"finetune {t}",
+                           f" -p task {q(t)}") for t in units(cfg)]
+    ev = [f"{py} -m lib.pipeline.evaluate {q(profile)} {q(t)} {q(m)}" for t, m in evaluation_units(runs(cfg))]
+    return ft, ev
+
+
 def commands(profile: str, python: str = "python") -> list[str]:
     """One self-contained shell command per unit of work, in dependency order: fine-tuning units
     (one per task, independent of each other), then evaluation units (one per (task, method)).
     Each runs from the repository root. Every phase, the stages before and after the units included
     (pretrain, zero-shot, figures): :func:`lib.pipeline.launch.phases` (``make commands``)."""
-    from . import launch
-    ph = launch.phases(profile, python)
-    return ph["finetune"] + ph["evaluate"]
+    config.check_all(profile)
+    py = " ".join(shlex.quote(w) for w in shlex.split(python)) or "python"
+    ft, ev = unit_commands(config.load_profile(profile), py)
+    return ft + ev
 
 
 def progress_line(profile: str, stage: str) -> str:
     """``[k/N] <stage> units done · elapsed · ETA`` from the files on disk (cheap: no model, no
     validation). The clock starts when the stage could start: when 00_pretrain finished."""
-    from ..progress import stage_counter
     cfg = config.load_profile(profile)
     rs = runs(cfg, validate=False)
     us = [(t,) for t in dict.fromkeys(r.task for r in rs)] if stage == "finetune" else list(evaluation_units(rs))
@@ -219,7 +287,6 @@ def progress_line(profile: str, stage: str) -> str:
     done = sum(done_unit(*u) for u in us)
     t0 = max(float(os.environ.get("CLIPMIS_T0") or 0), first.stat().st_mtime if first.exists() else 0) or time.time()
     if stage == "evaluate":  # evaluation units start as their fine-tuning units finish: clock from the first
-        from ..io import read_json
         starts = [(read_json(paths.unit_eval_timing(profile, *u)) or {}).get("start")
                   for u in us if paths.unit_eval_csv(profile, *u).exists()]
         t0 = min([x for x in starts if x] or [t0])

@@ -30,21 +30,14 @@ from collections import OrderedDict
 from pathlib import Path
 
 from .. import config, paths
+from . import grid
+from .grid import notebook_command as _notebook
 
 PHASES = ("pretrain", "zero-shot", "finetune", "evaluate", "figures")
 
 
-def _notebook(py: str, notebook: str, out: Path, profile: str, label: str, extra: str = "") -> str:
-    q = shlex.quote
-    tmp = q(str(out.with_suffix(".tmp.ipynb")))
-    return (f"mkdir -p {q(str(out.parent))} && CLIPMIS_RUN_LABEL={q(label)} {py} -m papermill "
-            f"notebooks/{notebook}.ipynb {tmp} -k python3 --cwd . --log-output -p profile {q(profile)}"
-            f"{extra} && mv {tmp} {q(str(out))}")
-
-
 def phases(profile: str, python: str = "python") -> "OrderedDict[str, list[str]]":
     """Every phase's commands (see the module's docstring), the whole configuration checked first."""
-    from . import grid
     config.check_all(profile)
     cfg = config.load_profile(profile)
     q = shlex.quote
@@ -53,11 +46,7 @@ def phases(profile: str, python: str = "python") -> "OrderedDict[str, list[str]]
     out: "OrderedDict[str, list[str]]" = OrderedDict((p, []) for p in PHASES)
     out["pretrain"].append(_notebook(py, "00_pretrain", b / "00_pretrain.ipynb", profile, "pretrain"))
     out["zero-shot"].append(_notebook(py, "01_zero_shot", b / "01_zero_shot.ipynb", profile, "zero-shot"))
-    for t in grid.units(cfg):
-        out["finetune"].append(_notebook(py, "02_finetune", paths.unit_notebook(profile, t), profile,
-                                         f"finetune {t}", f" -p task {q(t)}"))
-    for t, m in grid.evaluation_units(grid.runs(cfg)):
-        out["evaluate"].append(f"{py} -m lib.pipeline.evaluate {q(profile)} {q(t)} {q(m)}")
+    out["finetune"], out["evaluate"] = grid.unit_commands(cfg, py)
     out["figures"].append(f"make --no-print-directory figures PROFILE={q(profile)} "
                           f"PY={q(' '.join(shlex.split(python)) or 'python')}")
     return out
