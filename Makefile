@@ -207,7 +207,8 @@ figures: setup
 # exits 1 on it). Nothing tracked by git is written: `make publish` is the one step that does.
 reproduce: setup
 	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
-	@$(PY) -m lib.pipeline.publish $(PROFILE) --summary --verify
+	@$(PY) -m lib.pipeline.publish $(PROFILE) --summary
+	@$(PY) -m lib.pipeline.verify $(PROFILE) --report
 
 # publish: the build's figures, tables, claims.md and executed notebooks -> paper_figures/, and the README
 # results block; only from a complete, up-to-date build (make -q), never as a side effect of a run

@@ -202,6 +202,9 @@ md.packages_distributions = lambda: {"numpy": ["numpy"], "pandas": ["pandas"], "
 
 def run(cmd, check=False, **kw):
     calls.append(cmd)
+    if cmd[:2] == ["git", "ls-remote"]:   # the release tag exists unless SIM_NO_TAG is set
+        out = "" if os.environ.get("SIM_NO_TAG") else "abc123\trefs/tags/" + cmd[-1] + "\n"
+        return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
     if cmd[:2] == ["git", "clone"]:
         dest = cmd[-1]
         os.makedirs(os.path.join(dest, "lib"))
@@ -221,11 +224,13 @@ except RuntimeError as e:
 '''
 
 
-def simulate_colab(tmp_path, changes):
+def simulate_colab(tmp_path, changes, tag=True):
     cell = cell_source("02_finetune", "bootstrap")
     assert cell.count('Path("/content")') == 1
     cell = cell.replace('Path("/content")', f"Path({str(tmp_path)!r})")
     env = dict(os.environ, SIM_CELL=cell, SIM_REPO=str(ROOT), SIM_CHANGES=json.dumps(changes))
+    if not tag:
+        env["SIM_NO_TAG"] = "1"
     r = subprocess.run([sys.executable, "-c", COLAB_SIM], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.split("RESULT ", 1)[1])
@@ -235,7 +240,8 @@ def test_colab_installs_only_what_it_lacks_from_the_pinned_release(tmp_path):
     res = simulate_colab(tmp_path, {"ftfy": "6.3.1"})  # a new package only: no restart
     assert res["ok"], res
     clone = tmp_path / nbcells.REPO.split("/")[1]
-    git, req, editable = res["calls"]
+    lsr, git, req, editable = res["calls"]
+    assert lsr[:2] == ["git", "ls-remote"] and lsr[-1] == nbcells.REF
     assert git == ["git", "clone", "--depth", "1", "--branch", nbcells.REF,
                    f"https://github.com/{nbcells.REPO}", str(clone)]
     assert req[1:] == ["-m", "pip", "install", "-q", "-r", str(clone / "requirements-colab.txt")]
@@ -244,6 +250,13 @@ def test_colab_installs_only_what_it_lacks_from_the_pinned_release(tmp_path):
     assert (clone / ".colab-installed").read_text() == nbcells.REF
     again = simulate_colab(tmp_path, {"ftfy": "6.3.1"})  # the second run installs nothing
     assert again["ok"] and again["calls"] == []
+
+
+def test_colab_clones_the_default_branch_when_the_release_tag_is_absent(tmp_path):
+    res = simulate_colab(tmp_path, {"ftfy": "6.3.1"}, tag=False)
+    assert res["ok"], res
+    clone = tmp_path / nbcells.REPO.split("/")[1]
+    assert res["calls"][1] == ["git", "clone", "--depth", "1", f"https://github.com/{nbcells.REPO}", str(clone)]
 
 
 def test_colab_asks_for_a_restart_when_a_loaded_package_changed(tmp_path):

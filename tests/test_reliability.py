@@ -292,8 +292,9 @@ def test_figures_notebook_flow_writes_manifest(tmp_path, monkeypatch):
     fig = paths.ensure(paths.figures_dir("unit"))
     (fig / "method_bars.png").write_bytes(b"png")
     (fig / "method_bars.pdf").write_bytes(b"pdf")
-    claims = pd.DataFrame({"id": [1], "claim": ["c"], "verdict": ["inconclusive"], "statistic": ["s"],
-                           "value": ["v"], "why": ["w"]})
+    from lib.analysis import claims as C
+    claims = pd.DataFrame([{**{c: "" for c in C.COLUMNS}, "id": "1", "claim": "c", "verdict": "inconclusive",
+                            "near_threshold": True, "loto_flips": 0, "family_size": 0, "n_tasks": 0}])
     prov = provenance.collect({"name": "unit"}, inputs=analysis.input_fingerprints("unit"))
     analysis.write_claims_md(claims, fig / "claims.md", "unit", prov)
     doc = manifest.read_manifest(fig)

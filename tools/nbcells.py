@@ -91,8 +91,14 @@ def _versions():
 if ON_COLAB:
     root = Path("/content") / REPO.split("/")[1]
     if not (root / "lib").exists():
-        subprocess.run(["git", "clone", "--depth", "1", "--branch", REF,
-                        f"https://github.com/{{REPO}}", str(root)], check=True)
+        url = f"https://github.com/{{REPO}}"
+        tag = subprocess.run(["git", "ls-remote", "--tags", "--refs", url, REF], capture_output=True, text=True)
+        if tag.returncode == 0 and (tag.stdout or "").strip():
+            subprocess.run(["git", "clone", "--depth", "1", "--branch", REF, url, str(root)], check=True)
+        else:
+            print(f"Release {{REF}} is not published on {{url}} (no such tag): cloning the default branch "
+                  f"instead; its code may differ from the release this notebook names.")
+            subprocess.run(["git", "clone", "--depth", "1", url, str(root)], check=True)
     if not (root / ".colab-installed").exists():
         before = _versions()
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r",

@@ -1,6 +1,6 @@
 """The figures stage: result tables -> statistics, figures, ``claims.md``, headline; and publishing.
 
-``python -m lib.pipeline.publish <profile> [--publish | --summary [--verify]]``
+``python -m lib.pipeline.publish <profile> [--publish | --summary]``
 
 * computes every statistic once (``lib.analysis.compute``) from ``build/<profile>/results/``;
 * writes ``build/<profile>/figures/``: the tables (CSV, + Markdown when narrow), ``headline.md``,
@@ -10,10 +10,8 @@
   executed notebooks (00, 01, one 02 run, 03, 04) under ``paper_figures/notebooks/``, and rewrites the
   README's results block (between ``<!-- results:begin -->`` and ``<!-- results:end -->``);
 * with ``--summary`` (the end of ``make reproduce``): writes nothing, prints the headline and verdicts
-  of the figures already built; ``--verify`` then prints ``make verify``'s report against
-  ``paper_figures/`` when that folder was published from this profile (a note otherwise), and
-  exits 0 either way: the build succeeded, a difference is a finding to read, and ``make verify``
-  is the gate that exits 1 on it;
+  of the figures already built (``make reproduce`` then prints ``make verify``'s report:
+  ``python -m lib.pipeline.verify <profile> --report``);
 * prints the headline table and where the figures are.
 
 The same results give byte-identical files (seeded bootstraps, no timestamps in figures).
@@ -165,27 +163,6 @@ def is_complete(out_dir: Path) -> bool:
     return (out_dir / manifest.MANIFEST_NAME).exists() and not manifest.verify_manifest(out_dir)
 
 
-def verify_report(profile: str, out=sys.stdout) -> int:
-    """``make verify``'s report on the build against ``paper_figures/`` when that was published from
-    ``profile``; a note when it holds another profile. Returns verify's status (0 when skipped)."""
-    pub = published_profile()
-    if pub != profile:
-        print(f"\nNot compared with {paths.PAPER_FIGURES}: it holds profile {pub or '(none)'}, not {profile} "
-              f"(make verify PROFILE={profile} compares anyway).", file=out)
-        return 0
-    from . import verify
-    print("", file=out)
-    status = verify.verify(profile, out=out)
-    if status:
-        print(f"\nThe build differs from {paths.PAPER_FIGURES} (above). make reproduce does not fail on "
-              f"this: the run itself succeeded and its results are in {paths.profile_dir(profile)}; "
-              f"`make verify PROFILE={profile}` exits 1 on it. Publish this run on purpose with "
-              f"`make publish PROFILE={profile}`.", file=out)
-    else:
-        print(f"\nThe build agrees with {paths.PAPER_FIGURES} within the tolerances.", file=out)
-    return status
-
-
 def summary_text(t: dict, out_dir: Path, published: Path | None) -> str:
     lines = ["", "Headline (accuracy points, 95% interval over tasks):", "",
              report.markdown_table(report.headline_display(t["headline"])),
@@ -202,8 +179,6 @@ def main(argv=None) -> int:
     ap.add_argument("--publish", action="store_true", help="also copy to paper_figures/ and rewrite the README block")
     ap.add_argument("--summary", action="store_true",
                     help="only print the headline and verdicts of the figures already built (the end of make reproduce)")
-    ap.add_argument("--verify", action="store_true",
-                    help="with --summary: then print make verify's report against paper_figures/ (exit 0 either way)")
     a = ap.parse_args(argv)
     try:  # before any path is made of it: `publish ../../victim` must not reach build/../../victim
         config.check_profile_name(a.profile)
@@ -218,9 +193,6 @@ def main(argv=None) -> int:
             return 1
         t = {"headline": pd.read_csv(out_dir / "headline.csv"), "claims": pd.read_csv(out_dir / "claims.csv")}
         sys.stdout.write(summary_text(t, out_dir, None))   # nothing is written: make publish does that
-        if a.verify:
-            sys.stdout.flush()
-            verify_report(a.profile)
         return 0
     if a.publish and is_complete(out_dir):   # make publish: the build as it is (make -q checked it is current)
         import pandas as pd

@@ -661,10 +661,37 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
     return 0 if ok else 1
 
 
+def verify_report(profile: str, out=sys.stdout) -> int:
+    """``make verify``'s report on the build against ``paper_figures/`` when that was published from
+    ``profile``; a note when it holds another profile (the end of ``make reproduce``:
+    ``--report``, which exits 0 either way: the build succeeded, a difference is a finding to read,
+    and ``make verify`` is the gate that exits 1 on it). Returns verify's status (0 when skipped)."""
+    from .publish import published_profile   # verify -> publish only (publish never imports verify)
+    pub = published_profile()
+    if pub != profile:
+        print(f"\nNot compared with {paths.PAPER_FIGURES}: it holds profile {pub or '(none)'}, not {profile} "
+              f"(make verify PROFILE={profile} compares anyway).", file=out)
+        return 0
+    print("", file=out)
+    status = verify(profile, out=out)
+    if status:
+        print(f"\nThe build differs from {paths.PAPER_FIGURES} (above). make reproduce does not fail on "
+              f"this: the run itself succeeded and its results are in {paths.profile_dir(profile)}; "
+              f"`make verify PROFILE={profile}` exits 1 on it. Publish this run on purpose with "
+              f"`make publish PROFILE={profile}`.", file=out)
+    else:
+        print(f"\nThe build agrees with {paths.PAPER_FIGURES} within the tolerances.", file=out)
+    return status
+
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or len(argv) > 2:
-        print("usage: python -m lib.pipeline.verify <profile> [<published folder>]", file=sys.stderr)
+    report_only = "--report" in argv
+    argv = [a for a in argv if a != "--report"]
+    if not argv or len(argv) > 2 or (report_only and len(argv) != 1):
+        print("usage: python -m lib.pipeline.verify <profile> [<published folder>] | <profile> --report",
+              file=sys.stderr)
         return 2
     from ..config import ConfigError, check_profile_name
     try:
@@ -672,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if report_only:
+        verify_report(argv[0])
+        return 0
     return verify(argv[0], Path(argv[1]) if len(argv) > 1 else None)
 
 
