@@ -45,8 +45,9 @@ NOTEBOOKS = {
     "04_figures": (
         "04 · Figures and the paper's claims",
         "Reads the result tables of the profile (`build/<profile>/results/{zero_shot,finetune,evaluation}.csv`), "
-        "computes every statistic once (`lib.analysis`: tasks as the sampling unit, bootstrap intervals over tasks, "
-        "exact permutation p-values, registered claim rules), writes the tables (CSV + Markdown), draws every figure "
+        "computes every statistic once (`lib.analysis`: tasks as the sampling unit, exact signed-rank and "
+        "permutation tests over tasks with the intervals that invert them, Holm within each claim, registered "
+        "claim rules), writes the tables (CSV + Markdown), draws every figure "
         "(PNG + PDF) from those tables only and writes `claims.md`, all into `build/<profile>/figures/` "
         "(`lib.pipeline.publish`). The verdicts are computed, never written by hand."),
 }
