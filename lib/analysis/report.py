@@ -115,7 +115,14 @@ def headline_markdown(head: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------- claims
+def _mde_text(mde: float) -> str:
+    return "none: undecidable at this number of tasks" if np.isinf(mde) else f"{abs(mde):.3g}"
+
+
 def _power_note(r) -> str:
+    if np.isinf(r.mde):
+        return (f"; cannot be decided at {int(r.n_tasks)} tasks (its family of {int(r.family_size)} exact tests "
+                f"cannot all reach Holm p < 0.05)")
     if not np.isfinite(r.mde):
         return ""
     return f"; observed {r.estimate:+.3g} vs minimal detectable {abs(r.mde):.3g}"
@@ -166,7 +173,7 @@ def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provena
         if r.binding:
             lines.append(f"- Binding test: {r.binding} = {fmt_ci(r.estimate, r.lo, r.hi)} ({r.ci_method}); p = "
                          f"{fmt_p(r.p)}, Holm p = {fmt_p(r.p_holm)} ({r.p_method}, family of {int(r.family_size)}); "
-                         f"minimal detectable effect {abs(r.mde):.3g}; {int(r.n_tasks)} tasks")
+                         f"minimal detectable effect {_mde_text(r.mde)}; {int(r.n_tasks)} tasks")
             gone = r.loto_tasks if isinstance(r.loto_tasks, str) else ""   # read back from CSV: NaN when empty
             lines.append(f"- Leave-one-task-out: {int(r.loto_flips)} flip(s)"
                          + (f" (without {gone.replace(',', ', ')})" if gone else ""))
@@ -175,7 +182,7 @@ def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provena
             lines += ["", "| test | estimate [95% interval] | p | Holm p | decision | MDE |", "|---|---|---|---|---|---|"]
             for t in tests_df[tests_df["id"] == r.id].itertuples():
                 lines.append(f"| {t.test} | {fmt_ci(t.estimate, t.lo, t.hi)} | {fmt_p(t.p)} | {fmt_p(t.p_holm)} | "
-                             f"{t.decision} | {abs(t.mde):.3g} |")
+                             f"{t.decision} | {_mde_text(t.mde)} |")
         elif r.detail:
             lines.append(f"- Detail: {r.detail}")
         lines.append("")
