@@ -7,6 +7,7 @@ the figures (``lib.plots``) and the published files (``lib.pipeline.publish``).
 """
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
@@ -85,6 +86,14 @@ def save_tables(t: dict, out_dir) -> list[Path]:
     return written
 
 
+def _as_stored(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` after a round trip through the CSV format that ``save_table`` writes."""
+    buf = StringIO()
+    df.to_csv(buf, index=False, float_format="%.6g")
+    buf.seek(0)
+    return pd.read_csv(buf)
+
+
 def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dict | None = None,
                     tests_df: pd.DataFrame | None = None) -> Path:
     """Write ``claims.md`` to ``path`` from the claims table and the table of every claim's tests
@@ -94,6 +103,9 @@ def write_claims_md(claims_df: pd.DataFrame, path, profile: str, provenance: dic
     paths.ensure(path.parent)
     if tests_df is None and (path.parent / "claim_tests.csv").exists():
         tests_df = pd.read_csv(path.parent / "claim_tests.csv")
+    # rendered from the values as the CSVs store them (6 significant digits), so that claims.md is
+    # exactly what anyone regenerates from claims.csv / claim_tests.csv (make verify does)
+    claims_df, tests_df = _as_stored(claims_df), None if tests_df is None else _as_stored(tests_df)
     io.write_text(path, claims_markdown(claims_df, profile, provenance, tests_df))
     manifest.write_manifest(path.parent, {"notebook": "04_figures", "profile": profile, **(provenance or {})})
     return path

@@ -507,7 +507,9 @@ def check_claims_md(folder: Path, doc: dict | None, rep: Report, tmp: Path):
     out = tmp / f"claims_md_{abs(hash(str(folder)))}"
     out.mkdir(parents=True, exist_ok=True)
     try:
-        regenerated = analysis.write_claims_md(_read_csv(csv), out / CLAIMS_MD, profile, prov).read_text()
+        tests = folder / "claim_tests.csv"     # claims.md renders every claim's tests when the table is there
+        regenerated = analysis.write_claims_md(_read_csv(csv), out / CLAIMS_MD, profile, prov,
+                                               _read_csv(tests) if tests.is_file() else None).read_text()
     except Exception as exc:  # noqa: BLE001 - a claims table the code cannot render is a failure to report
         rep.bad(f"{md}: cannot regenerate from {csv.name}: {type(exc).__name__}: {exc}")
         return
