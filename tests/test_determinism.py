@@ -47,7 +47,10 @@ def probe(pin: bool, **env) -> dict:
 
 
 AVX512 = {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
-AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# every library restricted to AVX2 by hand (MKL too: on a processor with AMX / AVX-512 BF16, MKL's
+# default matrix kernels differ from its AVX2 ones, so ATen + oneDNN alone do not give the AVX2 bytes)
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 @pytest.mark.slow

@@ -138,7 +138,7 @@ def _stand_in(path, body):
 
 
 @pytest.mark.slow  # subprocess: runs make and the chain (fast tier: issue #21 item 9)
-def test_slurm_chain_runs_every_line_once_in_phase_order(tmp_path):
+def test_slurm_chain_runs_every_line_once_in_phase_order(tmp_path, monkeypatch):
     """One array job per phase, each after the previous one (afterok); a stand-in sbatch records its
     arguments and runs the array's tasks at once (SLURM_ARRAY_TASK_ID=1..N), each line through a
     stand-in srun; the commands' python and make are recorders, so every line is run exactly as printed."""
@@ -182,6 +182,7 @@ echo "$id"
     from lib.pipeline import (
         launch,  # the phase files hold exactly `make commands PHASE=...`'s lines
     )
+    monkeypatch.setenv("CLIPMIS_BUILD", str(build))   # as the chain ran (under make, the test inherits another)
     phases = launch.phases("smoke", "fakepy")
     files = sorted((tmp_path / "slurm").glob("*.txt"))
     assert [f.name for f in files] == [f"{k}_{p}.txt" for k, p in enumerate(launch.PHASES, 1)]
