@@ -58,7 +58,6 @@ RUN_COLUMNS = ["id_gain", "dg_gain", "cf_drop", "balance", "id_acc", "dg_acc",
 BOUNDS = {"id_gain": (-1, 1), "dg_gain": (-1, 1), "cf_drop": (-1, 1), "balance": (-2, 2), "id_acc": (0, 1),
           "dg_acc": (0, 1), "dg_d_ss": (-2, 2), "dg_d_acs": (-2, 2), "cf_d_ss": (-2, 2), "cf_d_acs": (-2, 2),
           "cf_abs_d_ss": (0, 2), "cf_abs_d_acs": (0, 2)}
-DIFF_BOUNDS = {k: (-(b[1] - b[0]), b[1] - b[0]) for k, b in BOUNDS.items()}
 HEADLINE = [("id_gain", "ID gain"), ("dg_gain", "DG gain"), ("cf_drop", "CF drop"), ("balance", "balance")]
 COMPARED = ["id_gain", "dg_gain", "cf_drop", "balance", "cf_abs_d_ss", "cf_abs_d_acs"]
 

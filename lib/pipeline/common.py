@@ -65,15 +65,20 @@ def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | No
     return cfg
 
 
+def _env_int(env, name: str, default: int) -> int:
+    """``env[name]`` as an integer; ``default`` when unset, empty or not a number."""
+    try:
+        return int(env.get(name) or default)
+    except ValueError:
+        return default
+
+
 def available_cpus(environ=None) -> int:
     """The CPUs this process may use: ``SLURM_CPUS_PER_TASK`` inside a SLURM job step (``srun -c 8``),
     else the process's CPU affinity (``taskset``, cgroups' cpusets, SLURM's binding), else every core.
     Never the core count of the machine that started Make: a unit runs where LAUNCH sends it."""
     env = os.environ if environ is None else environ
-    try:
-        n = int(env.get("SLURM_CPUS_PER_TASK") or 0)
-    except ValueError:
-        n = 0
+    n = _env_int(env, "SLURM_CPUS_PER_TASK", 0)
     if n > 0:
         return n
     try:
@@ -87,16 +92,10 @@ def unit_threads(environ=None) -> int:
     :func:`available_cpus` divided by ``CLIPMIS_UNITS_PER_HOST`` (the Makefile sets JOBS there when the
     units share this host, 1 when LAUNCH gives each its own allocation), at least 1."""
     env = os.environ if environ is None else environ
-    try:
-        explicit = int(env.get("CLIPMIS_THREADS") or 0)
-    except ValueError:
-        explicit = 0
+    explicit = _env_int(env, "CLIPMIS_THREADS", 0)
     if explicit > 0:
         return explicit
-    try:
-        share = max(1, int(env.get("CLIPMIS_UNITS_PER_HOST") or 1))
-    except ValueError:
-        share = 1
+    share = max(1, _env_int(env, "CLIPMIS_UNITS_PER_HOST", 1))
     return max(1, available_cpus(env) // share)
 
 
