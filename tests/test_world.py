@@ -329,7 +329,7 @@ def test_interrupted_regeneration_is_never_accepted(made_world, monkeypatch):
     """The manifest goes first: a regeneration that dies half-way leaves a world nobody accepts."""
     cfg, out, ref = made_world
     (out / "landcover__summer__test.npz").write_bytes(b"")     # forces a regeneration
-    real, calls = world.render_split, []
+    real, calls = world.generation.render_split, []
 
     def dying(*a, **k):
         calls.append(a)
@@ -337,14 +337,14 @@ def test_interrupted_regeneration_is_never_accepted(made_world, monkeypatch):
             assert not (out / "manifest.json").exists(), "manifest must be removed before any file is rewritten"
             raise KeyboardInterrupt
         return real(*a, **k)
-    monkeypatch.setattr(world, "render_split", dying)
+    monkeypatch.setattr(world.generation, "render_split", dying)   # where generate() looks it up
     with pytest.raises(KeyboardInterrupt):
         world.generate(cfg, progress=False, workers=1)
     assert not (out / "manifest.json").exists()
     assert not list(out.glob("*.tmp")), "no temporary file left behind"
     with pytest.raises(world.WorldNotReady, match="not generated"):
         source_for(cfg).check()
-    monkeypatch.setattr(world, "render_split", real)
+    monkeypatch.setattr(world.generation, "render_split", real)
     world.generate(cfg, progress=False, workers=1)
     world.verify_world(cfg)
     _same_as_before(out, ref)

@@ -28,7 +28,7 @@ def corpus_summary(cfg: dict) -> pd.DataFrame:
 
 def pretrain_stage(cfg: dict, progress: bool = True) -> dict:
     """Pretrain the profile's CLIP (or reuse the checkpoint made by the same request)."""
-    from .. import pretrain
+    from .. import pretrain, world
     if cfg["model"].get("pretrained", "self") != "self":
         return {"skipped": f"profile uses pretrained={cfg['model']['pretrained']!r}; nothing to pretrain"}
     params = config.stage_params(STAGE, cfg["name"])
@@ -38,7 +38,7 @@ def pretrain_stage(cfg: dict, progress: bool = True) -> dict:
     out = paths.checkpoint(cfg["name"])
     meta_f = out.with_suffix(".json")
     want = config.fingerprint({"hp": hp, "seed": seed, "world": cfg.get("world"), "model": cfg["model"],
-                               "code": config.code_fingerprint("world", "pretrain", "models")})
+                               "code": config.code_fingerprint(*world.CODE_MODULES, "pretrain", "models")})
     meta = read_json(meta_f)
     if out.exists() and meta and meta.get("request") == want and _checkpoint_ok(out, meta):
         return meta
