@@ -1,4 +1,4 @@
-"""Tiny fixture trees with the real datasets' on-disk layouts (see lib/real_data.py).
+"""Tiny fixture trees with the real datasets' on-disk layouts (see lib/real_data/).
 
 Images are 8x8 JPEG/PNG files; one encoded image per colour is written many times.  To keep
 the ImageNet tree (1000 wnid folders per dataset) fast to create on a busy disk, its

@@ -1,4 +1,4 @@
-"""lib/real_data.py on fixture trees that have the real datasets' on-disk layouts."""
+"""lib/real_data/ on fixture trees that have the real datasets' on-disk layouts."""
 from __future__ import annotations
 
 import os
