@@ -143,6 +143,57 @@ def _nonfinite_param(clf) -> str | None:
 
 
 # ----------------------------------------------------------------------------- finetune
+def _train_epoch(clf, batches, fixed_text, text_features, opt, sched, bar, epoch: int, step: int):
+    """One epoch of SGD steps over ``batches(epoch)`` (image features, labels); the prompts'
+    features are ``fixed_text`` when they cannot change, else ``text_features()`` at every step.
+
+    Stops at the first non-finite loss (no step is taken with it); after the epoch, checks the
+    trainable parameters. Returns ``(losses, step, nonfinite, seconds)``: the epoch's losses, the
+    global step count after it, None or where training diverged (``{"epoch", "step", "lr",
+    "what"}``), and the epoch's wall time.
+    """
+    losses, t_epoch, nonfinite = [], time.perf_counter(), None
+    for feats, y in batches(epoch):
+        text = fixed_text if fixed_text is not None else text_features()
+        logits = clf.logit_scale.exp() * feats @ text.T
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
+                         "what": f"loss {loss.item()}"}
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+    t_epoch = time.perf_counter() - t_epoch
+    bad = nonfinite is None and _nonfinite_param(clf)
+    if bad:
+        nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
+                     "what": f"parameter {bad}"}
+    return losses, step, nonfinite, t_epoch
+
+
+def _evaluate_epoch(clf, validate, opt, bar, history: list, epoch: int, losses: list, t_epoch: float,
+                    no_val: bool, best: tuple):
+    """After a finished epoch: validation accuracy (``validate()``), the epoch's ``history`` row
+    (appended), the progress bar's postfix, and the best state so far. ``best`` is ``(accuracy,
+    epoch, trainable state or None)``; the epoch becomes the best one when there is no validation
+    split (``no_val``: the last epoch is kept), when it beats the best accuracy (first epoch on
+    ties) or when there is none yet. Returns the new ``best``."""
+    best_acc, best_epoch, best_state = best
+    val_acc = validate()
+    history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc,
+                    "lr_end": opt.param_groups[0]["lr"], "epoch_seconds": t_epoch})
+    bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{val_acc:.1f}")
+    if no_val or val_acc > best_acc or best_state is None:
+        best_acc, best_epoch = val_acc, epoch
+        best_state = clf.trainable_state()
+    return best_acc, best_epoch, best_state
+
+
 def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
              val_split: D.Split | None, hp: dict, seed: int, progress: bool = True) -> FinetuneResult:
     """Fine-tune a copy of ``bundle.model`` with ``method``; see the module docstring."""
@@ -217,38 +268,15 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
     bar = tqdm(total=total, desc=f"{method}", disable=not progress, leave=False)
     try:
         for epoch in range(1, epochs + 1):
-            losses, t_epoch = [], time.perf_counter()
-            for feats, y in batches(epoch):
-                text = fixed_text if fixed_text is not None else text_features()
-                logits = clf.logit_scale.exp() * feats @ text.T
-                loss = F.cross_entropy(logits, y)
-                if not torch.isfinite(loss):
-                    nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
-                                 "what": f"loss {loss.item()}"}
-                    break
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                losses.append(loss.item())
-                bar.update(1)
-            t_epoch = time.perf_counter() - t_epoch
-            bad = nonfinite is None and _nonfinite_param(clf)
-            if bad:
-                nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
-                             "what": f"parameter {bad}"}
+            losses, step, nonfinite, t_epoch = _train_epoch(clf, batches, fixed_text, text_features, opt, sched,
+                                                            bar, epoch, step)
             if nonfinite is not None:
                 log(f"{method}: training diverged ({nonfinite['what']} not finite at epoch {epoch}, "
                     f"step {step}, lr {nonfinite['lr']:g}); stopped, keeping the best state so far")
                 break
-            val_acc = validate()
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_acc": val_acc,
-                            "lr_end": opt.param_groups[0]["lr"], "epoch_seconds": t_epoch})
-            bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{val_acc:.1f}")
-            if val_split is None or val_acc > best_acc or best_state is None:
-                best_acc, best_epoch = val_acc, epoch
-                best_state = clf.trainable_state()
+            best_acc, best_epoch, best_state = _evaluate_epoch(
+                clf, validate, opt, bar, history, epoch, losses, t_epoch, val_split is None,
+                (best_acc, best_epoch, best_state))
     finally:
         bar.close()
     if best_state is None:  # diverged before the first epoch ended: the initial state, validated
