@@ -128,8 +128,6 @@ define papermill
 	  || { mv -f $(2).tmp.ipynb $(2).failed.ipynb 2>/dev/null; echo "FAILED: see $(2).failed.ipynb" >&2; exit 1; }
 	mv $(2).tmp.ipynb $(2)
 endef
-# the parameter files of a stage (their values reach the notebook through lib.config)
-pfiles = $(wildcard $(P)/$(1).yaml $(P)/$(PROFILE)/$(1).yaml)
 
 PROFILE_YAML := $(wildcard $(P)/profiles/*.yaml)
 LIB_PY := $(wildcard lib/*.py lib/*/*.py)
@@ -138,82 +136,62 @@ LIB_PY := $(wildcard lib/*.py lib/*/*.py)
 # writing grid.mk validates the whole configuration (profile, every stage file, every method file), so
 # it depends on every one of those files: a changed file is checked before Make runs anything. It also
 # holds each stage's code (CODE_<STAGE>: the import closure inside lib/ of the stage's entry modules,
-# lib.pipeline.grid.STAGE_CODE), so it depends on every lib/ file too: an edited import is seen.
+# declared in lib/pipeline/stages.py), so it depends on every lib/ file too: an edited import is seen.
 $(B)/grid.mk: $(SETUP) $(PROFILE_YAML) $(LIB_PY) \
               $(wildcard $(P)/*.yaml $(P)/$(PROFILE)/*.yaml $(P)/methods/*.yaml $(P)/$(PROFILE)/methods/*.yaml)
 	@mkdir -p $(@D)
 	$(PY) -m lib.pipeline.grid $(PROFILE) --make > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@ || { rm -f $@.tmp.$$$$; exit 1; }
 
 # ------------------------------------------------------------------ stages
-# one 02_finetune execution per task (every method: sweep, selection, seeds); one evaluation job per
-# (task, method) (rules in grid.mk). FT_DEPS / EVAL_DEPS are recursive (=): they are expanded where
-# grid.mk's rules name them, after grid.mk has defined CODE_FINETUNE / CODE_EVALUATE.
-FT_DEPS = $(NB)/02_finetune.ipynb $(B)/00_pretrain.ipynb $(call pfiles,02_finetune) $(CODE_FINETUNE)
+# Every stage's rule is generated into grid.mk from the declared pipeline (lib/pipeline/stages.py:
+# each stage's runner, inputs, products, parameter files and code), with each stage's code (CODE_<NAME>)
+# and target (STAGE_<name>). What stays here is how a stage runs: papermill (above) for a notebook, and
+# the recipes of the two unit stages: one 02_finetune execution per task (every method: sweep,
+# selection, seeds); one evaluation job per (task, method).
 define finetune_unit
 	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV),finetune $(1))
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune
 endef
-EVAL_DEPS = $(B)/results/zero_shot.csv $(call pfiles,03_evaluate) $(CODE_EVALUATE)
 define evaluate_unit
 	@mkdir -p $(@D)
 	$(UNIT_ENV) $(LAUNCH) $(PY) -m lib.pipeline.evaluate $(PROFILE) $(1) $(2)
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress evaluate
 endef
 
-# grid.mk defines each stage's code (CODE_<STAGE>) and the unit rules. Make expands a rule's
-# prerequisites when it reads the rule, so grid.mk is included before every rule that names CODE_<STAGE>
-# (when grid.mk is missing or out of date, Make remakes it first and then reads everything again)
 GRID_GOALS := $(filter-out help setup clean-profile test test-unit test-notebooks bench smoke verify commands release-check,$(or $(MAKECMDGOALS),all))
 ifneq ($(GRID_GOALS),)
 include $(B)/grid.mk
 endif
-
-$(B)/00_pretrain.ipynb: $(NB)/00_pretrain.ipynb $(call pfiles,00_pretrain) $(PROFILE_YAML) $(CODE_PRETRAIN)
-	$(call papermill,00_pretrain,$@,,,pretrain)
-
-$(B)/results/zero_shot.csv $(B)/01_zero_shot.ipynb &: $(NB)/01_zero_shot.ipynb $(B)/00_pretrain.ipynb \
-                        $(call pfiles,01_zero_shot) $(CODE_ZERO_SHOT)
-	$(call papermill,01_zero_shot,$(B)/01_zero_shot.ipynb,,,zero-shot)
-
-$(B)/results/finetune.csv $(B)/results/lr_sweep.csv &: $(FT_NOTEBOOKS) $(B)/00_pretrain.ipynb $(CODE_AGGREGATE)
-	$(PY) -m lib.pipeline.aggregate finetune $(PROFILE)
-
-$(B)/results/evaluation.csv $(B)/03_evaluate.ipynb &: $(NB)/03_evaluate.ipynb $(EVAL_CSVS) $(B)/results/finetune.csv \
-                        $(CODE_AGGREGATE)
-	$(call papermill,03_evaluate,$(B)/03_evaluate.ipynb,,,evaluate)
-
-$(B)/04_figures.ipynb: $(NB)/04_figures.ipynb $(B)/results/evaluation.csv $(B)/results/finetune.csv \
-                       $(call pfiles,04_figures) $(CODE_FIGURES)
-	$(call papermill,04_figures,$@,,,figures)
 
 # ------------------------------------------------------------------ entry points (one make per profile at a time)
 # LOCK=none: no lock, for a filesystem without file locks (lib.pipeline.lock says when it meets one)
 LOCK ?=
 export CLIPMIS_LOCK := $(LOCK)
 LOCKED = $(PY) -m lib.pipeline.lock $(BUILD)/.$(PROFILE).lock --
+# each builds one stage's target (STAGE_<name>, from grid.mk) and everything it needs
 world pretrain: setup
-	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/00_pretrain.ipynb PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(STAGE_pretrain) PROFILE=$(PROFILE)
 zero-shot: setup
-	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/results/zero_shot.csv PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(STAGE_zero_shot) PROFILE=$(PROFILE)
 finetune: setup
-	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/results/finetune.csv PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(STAGE_finetune) PROFILE=$(PROFILE)
 evaluate: setup
-	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/results/evaluation.csv PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(STAGE_evaluate) PROFILE=$(PROFILE)
 figures: setup
-	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(STAGE_figures) PROFILE=$(PROFILE)
 
 # reproduce builds into $(B) only and ends with `make verify`'s report against paper_figures/ (when
 # paper_figures/ holds this profile); a difference is reported, not a failure of the build (make verify
 # exits 1 on it). Nothing tracked by git is written: `make publish` is the one step that does.
 reproduce: setup
-	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(B)/04_figures.ipynb PROFILE=$(PROFILE)
+	$(LOCKED) $(MAKE) --no-print-directory -j$(JOBS) $(STAGE_figures) PROFILE=$(PROFILE)
 	@$(PY) -m lib.pipeline.publish $(PROFILE) --summary
 	@$(PY) -m lib.pipeline.verify $(PROFILE) --report
 
 # publish: the build's figures, tables, claims.md and executed notebooks -> paper_figures/, and the README
 # results block; only from a complete, up-to-date build (make -q), never as a side effect of a run
 publish: setup
-	@$(MAKE) --no-print-directory -q $(B)/04_figures.ipynb PROFILE=$(PROFILE) >/dev/null 2>&1 \
+	@$(MAKE) --no-print-directory -q $(STAGE_figures) PROFILE=$(PROFILE) >/dev/null 2>&1 \
 	  || { echo "error: $(B) is missing or out of date with the sources: run make reproduce PROFILE=$(PROFILE) first, then make publish PROFILE=$(PROFILE)" >&2; exit 1; }
 	$(LOCKED) $(PY) -m lib.pipeline.publish $(PROFILE) --publish
 
@@ -221,7 +199,7 @@ smoke: setup
 	$(MAKE) --no-print-directory reproduce PROFILE=smoke
 
 dry-run: setup
-	$(MAKE) --no-print-directory -n $(B)/04_figures.ipynb PROFILE=$(PROFILE)
+	$(MAKE) --no-print-directory -n $(STAGE_figures) PROFILE=$(PROFILE)
 
 # only commands on stdout (one per line, phase by phase: pretrain, zero-shot, finetune units, evaluation
 # units, figures; PHASE=<one of them> for one phase's lines); setup's output goes to stderr

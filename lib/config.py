@@ -56,8 +56,10 @@ from typing import Any
 import yaml
 
 from . import paths
+from .pipeline.stages import PARAM_STAGES
 
-STAGES = ("00_pretrain", "01_zero_shot", "02_finetune", "03_evaluate", "04_figures")
+# the stages' parameter files (params/<stage>.yaml): the declared pipeline's (lib/pipeline/stages.py)
+STAGES = PARAM_STAGES
 # Every name that becomes a folder, a Make target or a shell word (profile, task, domain, method,
 # variant) is an identifier: a lower-case letter, then lower-case letters, digits or '_'. No path
 # separator, no '.', no '$', no space, no shell or Make metacharacter can get through.

@@ -48,19 +48,43 @@ def figures_dir(profile: str) -> Path:
     return profile_dir(profile) / "figures"
 
 
+# The products of the stages, relative to build/<profile>/, named once (lib.pipeline.stages declares
+# which stage makes which; every reader and writer takes the path from here through product()).
+# {task} and {method}: a product of one unit.
+CHECKPOINT = "models/pretrained.safetensors"
+ZERO_SHOT_CSV = "results/zero_shot.csv"
+FINETUNE_CSV = "results/finetune.csv"
+LR_SWEEP_CSV = "results/lr_sweep.csv"
+FINETUNE_TIMING_CSV = "results/finetune_timing.csv"
+EVALUATION_CSV = "results/evaluation.csv"
+UNIT_NOTEBOOK = "runs/{task}/02_finetune.ipynb"
+UNIT_EVAL_CSV = "runs/{task}/{method}/evaluation.csv"
+CLAIMS_MD = "figures/claims.md"
+
+
+def name(rel: str) -> str:
+    """A product's file name (``results/zero_shot.csv`` -> ``zero_shot.csv``)."""
+    return rel.rsplit("/", 1)[-1]
+
+
+def product(profile: str, rel: str, **unit: str) -> Path:
+    """A stage's product (one of the constants above) in ``profile``'s build folder."""
+    return profile_dir(profile) / rel.format(**unit)
+
+
 def checkpoint(profile: str) -> Path:
     """The self-pretrained CLIP of an embedded profile (its ``.json`` beside it holds the history)."""
-    return models_dir(profile) / "pretrained.safetensors"
+    return product(profile, CHECKPOINT)
 
 
 def unit_notebook(profile: str, task: str) -> Path:
     """The executed fine-tuning notebook of one task's unit (every method, sweep and seeds)."""
-    return runs_dir(profile) / task / "02_finetune.ipynb"
+    return product(profile, UNIT_NOTEBOOK, task=task)
 
 
 def unit_eval_csv(profile: str, task: str, method: str) -> Path:
     """The evaluation rows of every run of one (task, method) unit."""
-    return runs_dir(profile) / task / method / "evaluation.csv"
+    return product(profile, UNIT_EVAL_CSV, task=task, method=method)
 
 
 def unit_eval_timing(profile: str, task: str, method: str) -> Path:

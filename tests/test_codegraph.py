@@ -1,6 +1,7 @@
 """The static import graph of lib/ (lib.pipeline.codegraph) and what is built on it: no import circle,
 the code fingerprints of the fine-tuning runs and of the evaluation cache, and each stage's code
 prerequisites in grid.mk. Every edit is made on a temporary copy of the repository."""
+import ast
 import json
 import os
 import re
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.pipeline import codegraph, evaluate, finetune, grid
+from lib import paths
+from lib.pipeline import codegraph, evaluate, finetune, grid, stages
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,19 +110,41 @@ def code_vars() -> dict:
 
 def test_grid_mk_holds_each_stages_code():
     v = code_vars()
-    assert set(v) == {"CODE_PRETRAIN", "CODE_ZERO_SHOT", "CODE_FINETUNE", "CODE_EVALUATE", "CODE_AGGREGATE",
-                      "CODE_FIGURES"}
+    assert set(v) == {s.code_var for s in stages.STAGES} == {
+        "CODE_PRETRAIN", "CODE_ZERO_SHOT", "CODE_FINETUNE_UNIT", "CODE_FINETUNE", "CODE_EVALUATE_UNIT",
+        "CODE_EVALUATE", "CODE_FIGURES"}
     assert [k for k, fs in v.items() if "lib/plots.py" in fs] == ["CODE_FIGURES"]
-    assert "lib/schedule.py" in v["CODE_FINETUNE"] and "lib/metrics.py" in v["CODE_EVALUATE"]
+    assert "lib/schedule.py" in v["CODE_FINETUNE_UNIT"] and "lib/metrics.py" in v["CODE_EVALUATE_UNIT"]
     assert "lib/metrics.py" in v["CODE_ZERO_SHOT"] and "lib/train.py" not in v["CODE_ZERO_SHOT"]
     for fs in v.values():
         assert fs == sorted(fs) and all((ROOT / f).is_file() for f in fs)
     text = grid.make_include("smoke")
     assert all(line in text.splitlines() for line in grid.code_variables())
+    # every stage's rule is generated: each names its code; the Makefile holds no stage rule
+    for k in v:
+        assert f"$({k})" in text, k
     make = (ROOT / "Makefile").read_text()
     assert "CODE_BASE" not in make and "lib/analysis.py" not in make and "lib/schema.py" not in make
-    for k in v:
-        assert f"$({k})" in make, k
+    assert re.findall(r"^\$\(B\)/\S+\s*&?:", make, re.M) == ["$(B)/grid.mk:"], "a stage rule is written in the Makefile"
+
+
+def test_each_stages_products_and_code_are_declared_once():
+    """Each product of a stage is named in lib/paths.py (or is the stage's own executed notebook) and
+    is the target of exactly one generated rule; no other lib/ module spells a results table's name."""
+    text = grid.make_include("smoke")
+    for s in stages.STAGES:
+        for p in s.products:
+            assert p.endswith(".ipynb") or p in vars(paths).values(), p
+            if not s.per:
+                targets = [line for line in text.splitlines() if not line.startswith(("\t", "#")) and ":=" not in line
+                           and f"$(B)/{p}" in re.split(r"\s*&?:\s", line)[0].split()]
+                assert len(targets) == 1, (p, targets)
+    for f in (ROOT / "lib").rglob("*.py"):
+        if f.name == "paths.py":
+            continue
+        strings = {n.value for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Constant)}
+        spelled = [t for t in stages.RESULT_TABLES if t in strings or f"results/{t}" in strings]
+        assert not spelled, f"{f.relative_to(ROOT)} spells {spelled}: name it through lib.paths"
 
 
 def notebook_lib_imports(nb: Path) -> set:
@@ -140,15 +164,13 @@ def notebook_lib_imports(nb: Path) -> set:
     return mods
 
 
-@pytest.mark.parametrize("nb, stage", [("00_pretrain", "PRETRAIN"), ("01_zero_shot", "ZERO_SHOT"),
-                                       ("02_finetune", "FINETUNE"), ("03_evaluate", "AGGREGATE"),
-                                       ("04_figures", "FIGURES")])
-def test_each_notebooks_lib_imports_are_in_its_stages_code(nb, stage):
+@pytest.mark.parametrize("nb", sorted(stages.NOTEBOOK_STAGE))
+def test_each_notebooks_lib_imports_are_in_its_stages_code(nb):
     """What a notebook imports from lib is its stage's code (lib.plots, which only draws, excepted)."""
     got = notebook_lib_imports(ROOT / "notebooks" / f"{nb}.ipynb")
     assert got, nb
-    code = set(codegraph.closure(*grid.STAGE_CODE[stage]))
-    assert got - code - set(grid.DISPLAY_ONLY) == set()
+    code = set(codegraph.closure(*stages.of_notebook(nb).code))
+    assert got - code - set(stages.DISPLAY_ONLY) == set()
 
 
 @pytest.mark.slow

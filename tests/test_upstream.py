@@ -60,7 +60,7 @@ def fake(tmp_path, monkeypatch):
 
 
 def test_stage_names():
-    assert upstream.stage_name("02_finetune") == "finetune"
+    assert upstream.stage_name("02_finetune") == "finetune_unit"
     assert upstream.stage_name("zero-shot") == "zero_shot"
     assert set(upstream.NOTEBOOK_STAGE) == {p.stem for p in paths.NOTEBOOKS.glob("*.ipynb")}
     with pytest.raises(ValueError, match="valid: pretrain, zero_shot"):

@@ -34,8 +34,9 @@ def load_results(profile_or_dir) -> dict:
     producers = {"zero_shot": "01_zero_shot (make zero-shot)", "finetune": "02_finetune (make finetune)",
                  "evaluation": "03_evaluate (make evaluate)"}
     out = {}
-    if (rd / "lr_sweep.csv").exists():  # optional: written beside finetune.csv when a profile sweeps
-        out["lr_sweep"] = pd.read_csv(rd / "lr_sweep.csv")
+    sweep = rd / paths.name(paths.LR_SWEEP_CSV)
+    if sweep.exists():  # optional: written beside finetune.csv when a profile sweeps
+        out["lr_sweep"] = pd.read_csv(sweep)
     tables = {"zero_shot": schema.ZERO_SHOT, "finetune": schema.FINETUNE, "evaluation": schema.EVALUATION}
     for name in RESULT_FILES:
         f = rd / f"{name}.csv"

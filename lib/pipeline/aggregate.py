@@ -44,7 +44,6 @@ def aggregate_finetune(profile: str):
     # no_val_gain: the run's best validation accuracy is not above the zero-shot model's on the same
     # ID validation split (a descriptive flag; nonfinite says whether training diverged)
     df["no_val_gain"] = df["best_val_acc"] <= df["zero_shot_val_acc"]
-    res = paths.results_dir(profile)
     out = df[RESULT_COLUMNS + ["zero_shot_val_acc", "no_val_gain"] + TIMING_COLUMNS]
     schema.validate(out, schema.FINETUNE, "the aggregated fine-tuning rows (from the runs' row.json)", profile)
     prov = provenance.collect(cfg, stage="aggregate_finetune", runs=len(df),
@@ -53,7 +52,7 @@ def aggregate_finetune(profile: str):
                                                "weights became non-finite during training",
                               lr_selection=SELECTION_RULE,
                               inputs={r.label: _marker_hash(profile, r) for r in rs})
-    write_csv(out, res / "finetune.csv", prov)
+    write_csv(out, paths.product(profile, paths.FINETUNE_CSV), prov)
     shared = {t: _Shared(cfg, t) for t in dict.fromkeys(df["task"])}
     units = [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(rs)]
     states = [u.sweep_state() for u in units]
@@ -69,11 +68,11 @@ def aggregate_finetune(profile: str):
     study = df.assign(sweep=False, copy_of=[by_request.get(f, "") for f in df.get("request_fingerprint", [""] * len(df))])
     timing = pd.concat([sweep_df.assign(sweep=True, copy_of=""), study], ignore_index=True)
     write_csv(timing[["task", "method", "variant", "seed", "lr", "sweep", "copy_of"] + TIMING_COLUMNS],
-              res / "finetune_timing.csv")
+              paths.product(profile, paths.FINETUNE_TIMING_CSV))
     sw = sweep_table(units, states)
     sw["zero_shot_val_acc"] = sw["task"].map(zs_val)
-    write_csv(sw, res / "lr_sweep.csv", provenance.collect(cfg, stage="aggregate_finetune", rule=SELECTION_RULE))
-    return res / "finetune.csv"
+    write_csv(sw, paths.product(profile, paths.LR_SWEEP_CSV), provenance.collect(cfg, stage="aggregate_finetune", rule=SELECTION_RULE))
+    return paths.product(profile, paths.FINETUNE_CSV)
 
 
 def zero_shot_val_accuracy(cfg: dict, tasks: list[str]) -> dict:
@@ -118,13 +117,13 @@ def aggregate_evaluation(profile: str) -> pd.DataFrame:
                                 f"make evaluate PROFILE={profile}")
     df = pd.concat([by_run[(r.task, r.method, r.variant, r.seed)] for r in rs], ignore_index=True)[EVAL_COLUMNS]
     schema.validate(df, schema.EVALUATION, "the aggregated evaluation rows", profile)
-    zs_prov = read_json(paths.results_dir(profile) / "zero_shot.csv.provenance.json") or {}
+    zs_prov = read_json(paths.product(profile, paths.ZERO_SHOT_CSV + ".provenance.json")) or {}
     prov = provenance.collect(cfg, stage="03_evaluate", runs=len(rs), zero_shot_model=zs_prov.get("model_state"),
                               flips="n_lost: images of the split the zero-shot model classified correctly and the "
                                     "run wrongly; n_won: the reverse (exact McNemar: binomial test of n_won "
                                     "among n_won + n_lost at 1/2)",
                               inputs=inputs)
-    write_csv(df, paths.results_dir(profile) / "evaluation.csv", prov)
+    write_csv(df, paths.product(profile, paths.EVALUATION_CSV), prov)
     return df
 
 
@@ -140,7 +139,7 @@ def main(argv=None) -> int:
             print(aggregate_finetune(argv[1]))
         else:
             aggregate_evaluation(argv[1])
-            print(paths.results_dir(argv[1]) / "evaluation.csv")
+            print(paths.product(argv[1], paths.EVALUATION_CSV))
     return cli(work)
 
 

@@ -53,7 +53,7 @@ def code_hash(root=codegraph.ROOT) -> str:
 
 def zero_shot_rows(profile: str) -> dict:
     """``results/zero_shot.csv`` by (task, domain), validated (:data:`lib.schema.ZERO_SHOT`)."""
-    f = paths.results_dir(profile) / "zero_shot.csv"
+    f = paths.product(profile, paths.ZERO_SHOT_CSV)
     if not f.exists():
         raise FileNotFoundError(f"{f} is missing: run the zero-shot stage first (make zero-shot PROFILE={profile})")
     zs = schema.read_table(f, schema.ZERO_SHOT, profile)
@@ -135,7 +135,7 @@ def _check_zero_shot(profile: str, task: str, domain: str, n: int, acc, n_correc
     ``results/zero_shot.csv`` records for the split: they must agree, or the flips would be
     counted against another model than the table's."""
     if round(n * float(acc)) != n_correct:
-        f = paths.results_dir(profile) / "zero_shot.csv"
+        f = paths.product(profile, paths.ZERO_SHOT_CSV)
         raise ValueError(f"{f} records zero-shot accuracy {float(acc):.6g} on {task}/{domain} ({round(n * float(acc))} "
                          f"of {n} images) but the base model's embeddings give {n_correct} correct: that table is "
                          f"not this base model's on this data. Fix: delete it and rerun the zero-shot stage "

@@ -25,9 +25,9 @@ from ..config import ConfigError
 from ..io import read_json
 from ..paths import RunId
 from ..progress import stage_counter
-from . import codegraph
+from . import codegraph, stages
 
-STAGE = "02_finetune"
+STAGE = stages.stage("finetune_unit").params  # the parameter file of a fine-tuning unit
 
 
 def runs(cfg: dict, validate: bool = True) -> list[RunId]:
@@ -154,34 +154,66 @@ def unit_runs(cfg: dict, task: str) -> list[RunId]:
 
 
 # ----------------------------------------------------------------------------- Make and shells
-# Each stage's entry modules: what its notebook imports and the modules Make runs for it. A stage's
-# code (Make variable CODE_<STAGE> in grid.mk, its rules' prerequisites) is their import closure
-# inside lib/ (lib.pipeline.codegraph). DISPLAY_ONLY modules are imported by the notebooks too, only to
-# draw and show (lib.plots' figures in notebooks 00-02, lib.notebook's embedding of images): no result
-# depends on them, so they are no stage's code but the figures stage's (it imports lib.plots), and an
-# edit to lib/plots.py re-runs the figures only. tests/test_codegraph.py checks this against the
-# notebooks' imports.
-STAGE_CODE = {
-    "PRETRAIN": ("lib.pipeline.pretrain", "lib.pipeline.common", "lib.data", "lib.world"),
-    "ZERO_SHOT": ("lib.pipeline.zero_shot", "lib.pipeline.common", "lib.pipeline.upstream"),
-    "FINETUNE": ("lib.pipeline.finetune", "lib.pipeline.common", "lib.pipeline.upstream", "lib.pipeline.grid"),
-    "EVALUATE": ("lib.pipeline.evaluate", "lib.pipeline.grid"),  # one evaluation unit (and its progress line)
-    "AGGREGATE": ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream"),  # the tables, 03
-    "FIGURES": ("lib.pipeline.publish", "lib.analysis", "lib.analysis.tables", "lib.paths",
-                "lib.pipeline.upstream", "lib.plots"),
-}
-DISPLAY_ONLY = ("lib.plots", "lib.notebook")  # imported by the notebooks only to draw (see STAGE_CODE)
-
-
 def code_variables() -> list[str]:
-    """``CODE_<STAGE> := <files>`` for every stage of :data:`STAGE_CODE`, paths escaped for Make."""
-    return [f"CODE_{name} := " + " ".join(_make_path(f) for f in codegraph.closure_files(*mods))
-            for name, mods in STAGE_CODE.items()]
+    """``CODE_<STAGE> := <files>`` for every stage of :data:`lib.pipeline.stages.STAGES` (the import
+    closure inside lib/ of its entry modules), paths escaped for Make."""
+    return [f"{s.code_var} := " + " ".join(_make_path(f) for f in codegraph.closure_files(*s.code))
+            for s in stages.STAGES]
+
+
+def _product(rel: str, **unit: str) -> str:
+    return "$(B)/" + _make_path(rel.format(**unit))
+
+
+def _stage_rules(profile: str, cfg: dict, us, evs) -> list[str]:
+    """Every stage's Make rule(s), from the declared pipeline (:mod:`lib.pipeline.stages`): targets its
+    products, prerequisites its runner (notebook), the products of the stages it needs, its parameter
+    files and its code; a unit stage gets one rule per unit. Its recipe: papermill for a notebook
+    (``$(call papermill,...)``), ``$(PY) -m <module> $(PROFILE)`` for a module, and for a unit stage the
+    Makefile's recipe of the same name (``$(call finetune_unit,<task>)``)."""
+    tasks = {t: _make_name(t, "task") for t in us}
+    unit_args = {("task",): [(t,) for t in tasks], ("task", "method"): list(evs)}
+
+    def targets_of(name: str, unit: tuple = ()) -> list[str]:
+        """What a stage that needs ``name`` names: its target (every unit's, or ``unit``'s own)."""
+        s = stages.stage(name)
+        if not s.per:
+            return [_product(s.target)]
+        keys = [k for k in unit_args[s.per] if k[:len(unit)] == unit[:len(s.per)]] if unit else unit_args[s.per]
+        return [_product(s.target, **dict(zip(s.per, k))) for k in keys]
+
+    def pfiles(s, methods=()) -> list[str]:
+        if not s.params:
+            return []
+        files = dict.fromkeys(f for m in (methods or (None,)) for f in config.param_files(s.params, profile, m))
+        return [_make_path(_rel_root(f)) for f in files]
+
+    lines = [f"STAGE_{s.name} := {_product(s.target)}" for s in stages.STAGES if not s.per]
+    for s in stages.STAGES:
+        for unit in (unit_args[s.per] if s.per else [()]):
+            kw = dict(zip(s.per, unit))
+            outs = [_product(p, **kw) for p in s.products]
+            # the method files feed a fine-tuning unit (every method it trains)
+            methods = tuple(dict.fromkeys(r.method for r in us[unit[0]])) if s.per == ("task",) else ()
+            deps = ([f"$(NB)/{s.notebook}.ipynb"] if s.notebook else []) \
+                + [d for n in s.needs for d in targets_of(n, unit)] + pfiles(s, methods) \
+                + (["$(PROFILE_YAML)"] if s.name == "pretrain" else []) + [f"$({s.code_var})"]
+            sep = " &: " if len(outs) > 1 else ": "
+            lines.append(" ".join(outs) + sep + " ".join(dict.fromkeys(deps)))
+            if s.per:
+                lines.append(f"\t$(call {s.name},{','.join(unit)})")
+            elif s.notebook:
+                nb_out = _product(f"{s.notebook}.ipynb")
+                lines.append(f"\t$(call papermill,{s.notebook},{nb_out},,,{s.label or s.name})")
+            else:
+                lines.append(f"\t$(PY) -m {s.module} $(PROFILE)")
+    return lines
 
 
 def make_include(profile: str) -> str:
-    """One Make rule per fine-tuning unit (task: its notebook) and per evaluation unit (task, method),
-    after each stage's code files (``CODE_<STAGE>``, :func:`code_variables`).
+    """Every Make rule of the study (:func:`_stage_rules`), after each stage's code files
+    (``CODE_<STAGE>``, :func:`code_variables`) and targets (``STAGE_<name>``, which the Makefile's entry
+    points build).
 
     The whole configuration is validated first (:func:`lib.config.check_all`: the profile, every
     stage file, every method file; then the grid's names against their registries): Make runs this
@@ -195,20 +227,10 @@ def make_include(profile: str) -> str:
     for t, m in evs:
         _make_name(t, "task")
         _make_name(m, "method")
-    nb = {t: f"$(B)/{_make_path(_rel(paths.unit_notebook(profile, _make_name(t, 'task')), profile))}" for t in us}
-    ev = {k: f"$(B)/{_make_path(_rel(paths.unit_eval_csv(profile, *k), profile))}" for k in evs}
-    lines = [f"# generated by python -m lib.pipeline.grid {profile} --make; do not edit",
-             "# each stage's code: the import closure inside lib/ of its entry modules (lib.pipeline.grid.STAGE_CODE)",
-             *code_variables(),
-             f"N_UNITS := {len(us)}", "FT_NOTEBOOKS := \\", *[f"  {x} \\" for x in nb.values()], "",
-             "EVAL_CSVS := \\", *[f"  {x} \\" for x in ev.values()], ""]
-    for t, rs in us.items():
-        files = dict.fromkeys(f for m in dict.fromkeys(r.method for r in rs)
-                              for f in config.param_files(STAGE, profile, m))
-        deps = " ".join(_make_path(_rel_root(f)) for f in files)
-        lines += [f"{nb[t]}: $(FT_DEPS) {deps}", f"\t$(call finetune_unit,{t})"]
-    for (t, m), e in ev.items():
-        lines += [f"{e}: {nb[t]} $(EVAL_DEPS)", f"\t$(call evaluate_unit,{t},{m})"]
+    lines = [f"# generated by python -m lib.pipeline.grid {profile} --make from the declared pipeline "
+             f"(lib/pipeline/stages.py); do not edit",
+             "# each stage's code: the import closure inside lib/ of its entry modules",
+             *code_variables(), f"N_UNITS := {len(us)}", *_stage_rules(profile, cfg, us, evs)]
     return "\n".join(lines) + "\n"
 
 

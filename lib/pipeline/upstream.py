@@ -17,19 +17,17 @@ import time
 from pathlib import Path
 
 from .. import config, paths
+from . import stages as S
+from .grid import evaluation_units, runs
 
-# stage -> the Make target that produces its output
-STAGES = {"pretrain": "pretrain", "zero_shot": "zero-shot", "finetune": "finetune",
-          "evaluate": "evaluate", "figures": "figures"}
-NOTEBOOK_STAGE = {"00_pretrain": "pretrain", "01_zero_shot": "zero_shot", "02_finetune": "finetune",
-                  "03_evaluate": "evaluate", "04_figures": "figures"}
-# the stages whose outputs a stage reads (Make builds everything above those itself)
-NEEDS = {"pretrain": (), "zero_shot": ("pretrain",), "finetune": ("pretrain",),
-         "evaluate": ("zero_shot", "finetune"), "figures": ("zero_shot", "finetune", "evaluate")}
+# stage -> the Make entry point that builds it (a unit stage: the one that gathers its units)
+STAGES = {s.name: s.make_entry for s in S.STAGES}
+NOTEBOOK_STAGE = S.NOTEBOOK_STAGE
 
 
 def stage_name(stage: str) -> str:
-    """``"02_finetune"``, ``"finetune"`` or ``"zero-shot"`` -> the stage's name (``"finetune"``, ``"zero_shot"``)."""
+    """``"02_finetune"``, ``"figures"`` or ``"zero-shot"`` -> the stage's name (``"finetune_unit"``,
+    ``"figures"``, ``"zero_shot"``)."""
     key = str(stage).strip().replace("-", "_")
     key = NOTEBOOK_STAGE.get(key, key)
     if key not in STAGES:
@@ -38,29 +36,36 @@ def stage_name(stage: str) -> str:
     return key
 
 
+def stage_outputs(stage: str, profile: str) -> list[Path]:
+    """The files whose presence shows that ``stage`` ran for ``profile`` (its declared ``done``
+    product; a unit stage: every unit's). Empty: the stage leaves nothing later stages read, i.e.
+    pretraining on a profile that uses a published model."""
+    s = S.stage(stage_name(stage))
+    cfg = config.load_profile(profile)
+    if s.name == "pretrain" and cfg.get("model", {}).get("pretrained", "self") != "self":
+        return []
+    if not s.per:
+        return [paths.product(profile, s.done_product)]
+    units = evaluation_units(runs(cfg, validate=False))
+    keys = dict.fromkeys(k[:len(s.per)] for k in units)
+    return [paths.product(profile, s.done_product, **dict(zip(s.per, k))) for k in keys]
+
+
 def stage_output(stage: str, profile: str) -> Path | None:
-    """The file whose presence shows that ``stage`` ran for ``profile`` (None: the stage leaves
-    nothing later stages read, e.g. pretraining on a profile that uses a published model)."""
-    stage = stage_name(stage)
-    results = paths.results_dir(profile)
-    if stage == "pretrain":
-        cfg = config.load_profile(profile)
-        if cfg.get("model", {}).get("pretrained", "self") != "self":
-            return None
-        return paths.models_dir(profile) / "pretrained.safetensors"
-    return {"zero_shot": results / "zero_shot.csv", "finetune": results / "finetune.csv",
-            "evaluate": results / "evaluation.csv",
-            "figures": paths.figures_dir(profile) / "claims.md"}[stage]
+    """The first of :func:`stage_outputs` (None when there is none)."""
+    out = stage_outputs(stage, profile)
+    return out[0] if out else None
 
 
 def missing_inputs(stage: str, profile: str) -> dict[str, Path]:
-    """``{upstream stage: its missing output}`` for the inputs of ``stage`` on ``profile``."""
+    """``{upstream stage: its (first) missing output}`` for the stages ``stage`` needs on ``profile``
+    (:attr:`lib.pipeline.stages.Stage.needs`)."""
     config.load_profile(profile)  # unknown profile: a clear error before anything else
     out = {}
-    for up in NEEDS[stage_name(stage)]:
-        f = stage_output(up, profile)
-        if f is not None and not f.exists():
-            out[up] = f
+    for up in S.stage(stage_name(stage)).needs:
+        miss = [f for f in stage_outputs(up, profile) if not f.exists()]
+        if miss:
+            out[up] = miss[0]
     return out
 
 
@@ -88,7 +93,7 @@ def ensure_upstream(stage: str, profile: str, *, root: Path | None = None, out=N
     if shutil.which("make") is None:
         raise FileNotFoundError("building the missing inputs needs GNU make: install it "
                                 "(apt-get install make, or conda install make)")
-    targets = [STAGES[s] for s in missing]
+    targets = list(dict.fromkeys(STAGES[s] for s in missing))
     cmd = make_command(targets, profile)
     rel = {s: os.path.relpath(p, root) for s, p in missing.items()}
     print(f"Inputs of {stage_name(stage)} missing on profile {profile!r}: "

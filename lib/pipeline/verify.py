@@ -120,10 +120,10 @@ def tolerance(kind: str, table: str, column: str) -> Tol:
 # longer identify a row, e.g. after a column is added or dropped) gets a key derived from its
 # non-numeric columns (see ``row_key``).
 KEYS = {
-    "zero_shot.csv": ["task", "domain", "split"],
-    "finetune.csv": ["task", "method", "variant", "seed"],
-    "evaluation.csv": ["train_task", "method", "variant", "seed", "eval_task", "eval_domain"],
-    "lr_sweep.csv": ["task", "method", "lr", "seed"],
+    paths.name(paths.ZERO_SHOT_CSV): ["task", "domain", "split"],
+    paths.name(paths.FINETUNE_CSV): ["task", "method", "variant", "seed"],
+    paths.name(paths.EVALUATION_CSV): ["train_task", "method", "variant", "seed", "eval_task", "eval_domain"],
+    paths.name(paths.LR_SWEEP_CSV): ["task", "method", "lr", "seed"],
     # Declared keys list the columns of both formats (study v2: `subset`, `target`; analysis v3:
     # `stratum`, `task`): only those present on both sides are used.
     "claims.csv": ["id", "subset"],

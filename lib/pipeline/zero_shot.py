@@ -22,5 +22,5 @@ def zero_shot_stage(cfg: dict, progress: bool = True) -> pd.DataFrame:
     bundle = base_model(cfg)
     df = zero_shot_table(bundle, source, cfg["name"], batch_size, num_workers, progress)
     prov = provenance.collect(cfg, model_state=df.attrs.get("model_state"), model=cfg["model"], stage=STAGE)
-    write_csv(df, paths.results_dir(cfg["name"]) / "zero_shot.csv", prov)
+    write_csv(df, paths.product(cfg["name"], paths.ZERO_SHOT_CSV), prov)
     return df
