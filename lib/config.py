@@ -323,6 +323,13 @@ STAGE_SCHEMAS: dict[str, F] = {
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }
 
+# A fine-tuning run's hyperparameters (lib.train.resolve_hp): the 02_finetune keys a run uses, with
+# their bounds from STAGE_SCHEMAS, and the run's learning rate (an entry of the method's lr_grid)
+_RUN_KEYS = ("epochs", "batch_size", "momentum", "weight_decay", "warmup_steps", "cosine", "cache_features",
+             "eval_batch_size", "num_workers")
+RUN_HP_SCHEMA = F(kind=dict, required=("lr", *_RUN_KEYS), keys={
+    "lr": _num(min=0, min_open=True), **{k: STAGE_SCHEMAS["02_finetune"].keys[k] for k in _RUN_KEYS}})
+
 _OPTION_VALUE = F(kind=(str, int, float, bool, list), nullable=True)
 METHOD_SCHEMA = F(kind=dict, required=("lr_grid",), keys={
     "lr_grid": F(kind=list, items=_num(min=0, min_open=True), unique=True, nonempty=True,

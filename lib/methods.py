@@ -1,7 +1,9 @@
 """Fine-tuning methods: one registry, one wrapper class.
 
-``METHODS`` maps a method name to a :class:`MethodSpec` (its option defaults, an option
-validator and a function that configures a :class:`ClipClassifier`).  Adding a method is adding
+``METHODS`` maps a method name to a :class:`MethodSpec` (its option names, an option validator
+and a function that configures a :class:`ClipClassifier`); the options' default values live in
+``params/methods/<method>.yaml`` only (its ``options``), and :func:`resolve_options` reads them
+there, so a library caller that bypasses the pipeline gets the same defaults and messages.  Adding a method is adding
 one entry.  :func:`build` deep-copies an open_clip CLIP (the bundle's model is never touched),
 freezes every parameter and lets the method unfreeze or add what it trains.
 
@@ -20,9 +22,9 @@ code (mit-ll/IIMM) are written up in ``docs/methods.md``; in short:
 ``lora``          peft ``LoraConfig(target_parameters=[<every block>.attn.in_proj_weight])`` (not
                   ``target_modules`` on ``nn.MultiheadAttention``: that adapts out_proj too and
                   merges/unmerges around every forward, so frozen weights drift).  Backbone frozen.
-                  Two forms (options below): ``targets="qkv"`` (the default this round) is one
+                  Two forms (options below): ``targets="qkv"`` (variant ``qkv_r8``) is one
                   low-rank update ``scale * B @ A`` of the whole packed (3d, d) weight, i.e. q, k
-                  and v share A; ``targets="qv"`` is the authors' form: separate rank-``rank``
+                  and v share A; ``targets="qv"`` (the default) is the authors' form: separate rank-``rank``
                   updates of the q and of the v slice, k untouched.
 ``bitfit``        biases inside the residual blocks of both encoders (attention in/out
                   projections, ln_1/ln_2, MLP); not ln_pre/ln_post/ln_final.
@@ -78,6 +80,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from . import config, paths
 from .config import ConfigError, check_type
 
 __all__ = ["METHODS", "MethodSpec", "ClipClassifier", "FixedZeros", "build", "resolve_options",
@@ -89,6 +92,8 @@ __all__ = ["METHODS", "MethodSpec", "ClipClassifier", "FixedZeros", "build", "re
 class MethodSpec:
     """One fine-tuning method.
 
+    ``options``: the names of its options (their default values: ``options`` in
+    ``params/methods/<name>.yaml``, which must name every one).
     ``validate(options) -> options`` gets the defaults merged with the user's options (unknown
     keys are rejected before) and returns them normalised, raising :class:`ConfigError`.
     ``apply(classifier, options)`` unfreezes / adds the trainable parts (everything starts frozen).
@@ -97,7 +102,7 @@ class MethodSpec:
     """
     name: str
     description: str
-    defaults: dict
+    options: tuple[str, ...]
     validate: Callable[[dict], dict]
     apply: Callable[["ClipClassifier", dict], None]
     text_changes: Callable[[dict], bool]
@@ -119,15 +124,32 @@ def get_spec(method: str) -> MethodSpec:
     return METHODS[method]
 
 
+def default_options(method: str) -> dict:
+    """The method's default options: ``options`` of ``params/methods/<method>.yaml`` (the base file,
+    not a profile's overlay), which names every option of the method."""
+    spec = get_spec(method)
+    f = paths.PARAMS / "methods" / f"{method}.yaml"
+    raw = config.read_yaml(f) if f.is_file() else None
+    opts = dict((raw or {}).get("options") or {})
+    missing = [k for k in spec.options if k not in opts]
+    extra = sorted(set(opts) - set(spec.options))
+    if missing or extra:
+        raise ConfigError(f"params/methods/{method}.yaml: options must give a default for every option of "
+                          f"{method!r} ({', '.join(spec.options) or 'none'})"
+                          + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
+    return opts
+
+
 def resolve_options(method: str, options: dict | None = None) -> dict:
-    """Defaults merged with ``options``, validated; unknown keys raise :class:`ConfigError`."""
+    """The defaults (:func:`default_options`) merged with ``options``, validated; unknown keys raise
+    :class:`ConfigError`."""
     spec = get_spec(method)
     options = dict(options or {})
-    unknown = sorted(set(options) - set(spec.defaults))
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        valid = ", ".join(spec.defaults) if spec.defaults else "none (this method has no options)"
+        valid = ", ".join(spec.options) if spec.options else "none (this method has no options)"
         raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; valid options: {valid}")
-    merged = {**copy.deepcopy(spec.defaults), **options}
+    merged = {**copy.deepcopy(default_options(method)), **options}
     return spec.validate(merged)
 
 
@@ -576,21 +598,18 @@ def _v_aclip(opts: dict) -> dict:
     return opts
 
 
-register(MethodSpec("full", "every parameter of the CLIP (logit_scale included)", {},
+# the options' default values: params/methods/<method>.yaml (default_options)
+register(MethodSpec("full", "every parameter of the CLIP (logit_scale included)", (),
                     _no_options, _full, lambda o: True))
 register(MethodSpec("clip_adapter", "bottleneck adapters on the image and text embeddings; "
-                    "backbone frozen", {"ratio": 0.2, "reduction": 4, "zero_init": False},
+                    "backbone frozen", ("ratio", "reduction", "zero_init"),
                     _v_adapter, _clip_adapter, lambda o: True, backbone_frozen=True))
-# LORA_DEFAULTS is today's form (q, k, v with a shared A, rank 8, alpha 16 -> scale 2, Kaiming A).
-# The authors' form: {"rank": 16, "alpha": None, "targets": "qv", "scale": 0.2, "init": "gaussian"}.
-LORA_DEFAULTS = {"rank": 8, "alpha": 16.0, "targets": "qkv", "scale": None, "init": "kaiming",
-                 "init_std": 0.02}
 register(MethodSpec("lora", "LoRA on attn.in_proj_weight of every block of both encoders",
-                    LORA_DEFAULTS, _v_lora, _lora, lambda o: True))
-register(MethodSpec("bitfit", "biases inside the residual blocks of both encoders", {},
+                    ("rank", "alpha", "targets", "scale", "init", "init_std"), _v_lora, _lora, lambda o: True))
+register(MethodSpec("bitfit", "biases inside the residual blocks of both encoders", (),
                     _no_options, _bitfit, lambda o: True))
 register(MethodSpec("aclip", "attn.in_proj_weight (packed q,k,v) of the residual blocks",
-                    {"qkv": "qkv", "blocks": None, "towers": "both"}, _v_aclip, _aclip,
+                    ("qkv", "blocks", "towers"), _v_aclip, _aclip,
                     lambda o: o["towers"] in ("both", "text")))
 
 

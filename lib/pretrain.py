@@ -14,19 +14,16 @@ import numpy as np
 import torch
 
 from . import models, provenance
-from .config import check_type
+from . import config
 from .splits import ArrayImages, Split
 from .schedule import lr_factor
 
 
 def validate(hp: dict) -> dict:
-    check_type("epochs", hp["epochs"], int, positive=True)
-    check_type("batch_size", hp["batch_size"], int, positive=True)
-    check_type("lr", hp["lr"], float, positive=True)
-    check_type("weight_decay", hp["weight_decay"], float, nonneg=True)
-    check_type("warmup_steps", hp["warmup_steps"], int, nonneg=True)
-    check_type("holdout", hp["holdout"], int, positive=True)
-    return hp
+    """Check pretraining hyperparameters against the schema of ``params/00_pretrain.yaml`` (the one
+    validator, :data:`lib.config.STAGE_SCHEMAS`)."""
+    return config.validate(dict(hp), config.STAGE_SCHEMAS["00_pretrain"], "", "the pretraining hyperparameters",
+                           merged=True)
 
 
 def _tokenize(bundle, captions, bs=4096):

@@ -40,36 +40,20 @@ import torch.nn.functional as F
 from . import splits as D
 from . import methods as M
 from . import models
-from .config import ConfigError, check_type
+from . import config
+from .config import ConfigError
 from .paths import RunId
 from .schedule import lr_factor
 
-HP_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_steps", "cosine",
-           "cache_features", "eval_batch_size", "num_workers")
+HP_KEYS = tuple(config.RUN_HP_SCHEMA.keys)  # the keys a run needs (lib.config.RUN_HP_SCHEMA)
 
 
 def resolve_hp(hp: dict) -> dict:
-    """Check a run's hyperparameters (every key of :data:`HP_KEYS`, right types and ranges)."""
-    hp = dict(hp or {})
-    unknown = sorted(set(hp) - set(HP_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown hyperparameter(s) {unknown}; valid: {', '.join(HP_KEYS)}")
-    missing = [k for k in HP_KEYS if hp.get(k) is None]
-    if missing:
-        raise ConfigError(f"missing hyperparameter(s) {missing}: every run needs {', '.join(HP_KEYS)} "
-                          f"(values in params/02_finetune.yaml, lr in params/methods/<method>.yaml)")
-    out = dict(hp)
-    out["epochs"] = check_type("epochs", out["epochs"], int, positive=True)
-    out["batch_size"] = check_type("batch_size", out["batch_size"], int, positive=True)
-    out["eval_batch_size"] = check_type("eval_batch_size", out["eval_batch_size"], int, positive=True)
-    out["lr"] = check_type("lr", out["lr"], float, positive=True)
-    out["momentum"] = check_type("momentum", out["momentum"], float, nonneg=True)
-    out["weight_decay"] = check_type("weight_decay", out["weight_decay"], float, nonneg=True)
-    out["warmup_steps"] = check_type("warmup_steps", out["warmup_steps"], int, nonneg=True)
-    out["cosine"] = check_type("cosine", out["cosine"], bool)
-    out["cache_features"] = check_type("cache_features", out["cache_features"], bool)
-    out["num_workers"] = check_type("num_workers", out["num_workers"], int, nonneg=True)
-    return out
+    """Check a run's hyperparameters against the schema (:data:`lib.config.RUN_HP_SCHEMA`: every key of
+    :data:`HP_KEYS`, the same types and bounds as ``params/02_finetune.yaml``'s), the one validator."""
+    return config.validate(dict(hp or {}), config.RUN_HP_SCHEMA, "",
+                           "a run's hyperparameters (params/02_finetune.yaml, lr from params/methods/<method>.yaml)",
+                           merged=True)
 
 
 @dataclass

@@ -364,16 +364,16 @@ def test_params_cli_prints_what_the_loader_merges(capsys):
 
 # ----------------------------------------------------------------------------- types and ranges
 @pytest.mark.parametrize("hp,match", [
-    ({"lr": -1.0e-3}, r"'lr' must be > 0, got -0.001"),
-    ({"lr": 0}, r"'lr' must be > 0"),
-    ({"lr": "1e-4"}, r"'lr' must be float, got '1e-4' \(str\).*write floats like 1.0e-4"),
-    ({"epochs": 0}, r"'epochs' must be > 0"),
-    ({"epochs": 2.5}, r"'epochs' must be int"),
-    ({"batch_size": True}, r"'batch_size' must be a number, got the boolean True"),
-    ({"momentum": -0.9}, r"'momentum' must be >= 0"),
-    ({"weight_decay": "1e-4"}, r"'weight_decay' must be float"),
-    ({"cosine": "yes"}, r"'cosine' must be bool"),
-    ({"lr_decay": 0.5}, r"unknown hyperparameter\(s\) \['lr_decay'\]"),
+    ({"lr": -1.0e-3}, r"hyperparameters .*: lr: must be > 0, got -0.001"),
+    ({"lr": 0}, r"lr: must be > 0"),
+    ({"lr": "1e-4"}, r"lr: must be a number, got '1e-4' \(str\).*write floats like 1.0e-4"),
+    ({"epochs": 0}, r"epochs: must be >= 1"),
+    ({"epochs": 2.5}, r"epochs: must be an integer"),
+    ({"batch_size": True}, r"batch_size: must be an integer, got the boolean True"),
+    ({"momentum": -0.9}, r"momentum: must be >= 0"),
+    ({"weight_decay": "1e-4"}, r"weight_decay: must be a number"),
+    ({"cosine": "yes"}, r"cosine: must be true/false"),
+    ({"lr_decay": 0.5}, r"unknown key 'lr_decay'.*valid keys: lr, epochs"),
 ])
 def test_bad_hyperparameters(no_expensive_work, hp, match):
     with pytest.raises(ConfigError, match=match):

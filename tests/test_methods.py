@@ -188,7 +188,7 @@ def test_lora_at_init_and_zero_adapter_reproduce_base_logits(bundle, split):
     x, _ = next(iterate(split, bundle, 16))
     tokens = _tokens(bundle, split)
     base = _logits(_frozen(bundle.model), x, tokens)
-    for method, opts in [("lora", {}), ("lora", {"rank": 2, "alpha": 4}), ("lora", AUTHORS),
+    for method, opts in [("lora", {}), ("lora", {**TODAY, "rank": 2, "alpha": 4}), ("lora", AUTHORS),
                          ("lora", {"targets": "qv", "rank": 3}),
                          ("lora", {"init": "gaussian", "init_std": 0.5, "alpha": None, "scale": 3.0}),
                          ("clip_adapter", {"zero_init": True}),
@@ -218,7 +218,7 @@ def test_adapter_matches_the_original_formula(bundle, split):
     assert tuple(fc[0].weight.shape) == (32, 128) and fc[2].weight.abs().sum() > 0
 
 
-@pytest.mark.parametrize("opts", [{"rank": 4}, AUTHORS], ids=["qkv-r4", "authors"])
+@pytest.mark.parametrize("opts", [{**TODAY, "rank": 4}, AUTHORS], ids=["qkv-r4", "authors"])
 def test_lora_merged_matches_unmerged(bundle, split, opts):
     clf = _train(M.build(bundle.model, "lora", opts), bundle, split, steps=3, lr=0.5)
     x, _ = next(iterate(split, bundle, 16))
@@ -276,8 +276,8 @@ def test_unknown_method_lists_valid_names(bundle):
     ("lora", {"alpha": 0}, "alpha"),
     ("lora", {"targets": "k"}, "targets"),
     ("lora", {"targets": "vq"}, "targets"),
-    ("lora", {"scale": 0.2}, "give exactly one of them"),
-    ("lora", {"alpha": None}, "give exactly one of them"),
+    ("lora", {"alpha": 16.0}, "give exactly one of them"),
+    ("lora", {"scale": None}, "give exactly one of them"),
     ("lora", {"alpha": None, "scale": -0.2}, "'scale' must be > 0"),
     ("lora", {"alpha": None, "scale": "0.2"}, "'scale' must be float"),
     ("lora", {"init": "uniform"}, "'init'='uniform' is not one of"),
@@ -303,7 +303,8 @@ def test_bad_options(bundle, method, opts, match):
 
 def test_options_are_normalised(bundle):
     assert M.resolve_options("aclip", {"qkv": "vq"})["qkv"] == "qv"
-    assert M.resolve_options("lora", {"alpha": 16}) == TODAY  # the default form this round
+    assert M.resolve_options("lora") == AUTHORS  # the default: options of params/methods/lora.yaml
+    assert M.resolve_options("lora", {**TODAY, "alpha": 16}) == TODAY
     assert M.resolve_options("lora", {k: v for k, v in AUTHORS.items() if k != "init_std"}) == AUTHORS
     scale = M.resolve_options("lora", {"alpha": None, "scale": 1})["scale"]
     assert scale == 1.0 and isinstance(scale, float)
@@ -321,7 +322,8 @@ def test_param_table_vit_b32():
     assert df.loc["full", "trainable_pct"] == 100.0
     # hand-computed: widths 768 (image) / 512 (text), 12 + 12 blocks, embed 512
     assert df.loc["clip_adapter", "trainable"] == 2 * (512 * 128 + 128 * 512)
-    assert df.loc["lora", "trainable"] == 12 * 8 * (768 + 3 * 768) + 12 * 8 * (512 + 3 * 512)
+    # the default (params/methods/lora.yaml): the authors' form, rank 16 on the q and the v slice
+    assert df.loc["lora", "trainable"] == 12 * 4 * 16 * 768 + 12 * 4 * 16 * 512
     authors = M.param_table("ViT-B-32-quickgelu", variants=[("lora", AUTHORS)]).iloc[-1]
     # four rank-16 factors per block (A_q, B_q, A_v, B_v): 4 * 16 * width
     assert authors["trainable"] == 12 * 4 * 16 * 768 + 12 * 4 * 16 * 512 == 983_040
@@ -341,10 +343,10 @@ def _base_in_proj(bundle):
 
 
 def test_lora_default_is_plain_peft(bundle):
-    """The default options build exactly peft's LoraConfig(r=8, lora_alpha=16) (today's form)."""
+    """The qkv_r8 form builds exactly peft's LoraConfig(r=8, lora_alpha=16) (the first round's form)."""
     from peft import LoraConfig, inject_adapter_in_model
     torch.manual_seed(0)
-    clf = M.build(bundle.model, "lora")
+    clf = M.build(bundle.model, "lora", TODAY)
     assert clf.options == TODAY and not clf.fixed_zero_masks()
     ref = copy.deepcopy(bundle.model)
     targets = [f"{n}.in_proj_weight" for n, m in ref.named_modules() if isinstance(m, torch.nn.MultiheadAttention)]
@@ -375,7 +377,7 @@ def test_lora_authors_form_init_scale_and_count(bundle):
     assert clf.trainable_parameter_count() == sum(4 * 16 * d for d in widths) == 65_536
     raw = sum(p.numel() for p in clf.parameters() if p.requires_grad)
     assert raw - clf.trainable_parameter_count() == sum(3 * d * 32 - 2 * d * 16 for d in widths)
-    today = M.build(bundle.model, "lora")
+    today = M.build(bundle.model, "lora", TODAY)
     assert today.trainable_parameter_count() == sum(8 * (d + 3 * d) for d in widths)
 
 
@@ -477,8 +479,8 @@ def test_profile_param_table_covers_the_configured_variants():
 
 def test_lora_variants_in_params_spell_out_both_forms():
     """Both variants are complete forms (independent of the default options line); the study's
-    default (params/methods/lora.yaml) is the authors' form since study v2; the library's own
-    option defaults (no options given) are still the first round's form."""
+    default (params/methods/lora.yaml) is the authors' form since study v2, and it is the library's
+    own default too (lib.methods reads the option defaults from that file only)."""
     from lib import config
     from lib.pipeline.finetune import run_options
     for profile in ["smoke", "mini", "paper"]:
@@ -486,7 +488,7 @@ def test_lora_variants_in_params_spell_out_both_forms():
         resolved = {v: M.resolve_options("lora", run_options(profile, "lora", v))
                     for v in ["default", "authors", "qkv_r8"]}
         assert resolved["authors"] == AUTHORS
-        assert resolved["qkv_r8"] == TODAY == M.resolve_options("lora")
+        assert resolved["qkv_r8"] == TODAY and M.resolve_options("lora") == AUTHORS
         assert resolved["default"] == AUTHORS
         for v in ("authors", "qkv_r8"):
-            assert set(p["variants"][v]) == set(M.METHODS["lora"].defaults), v
+            assert set(p["variants"][v]) == set(M.METHODS["lora"].options), v
