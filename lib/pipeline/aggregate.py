@@ -21,8 +21,9 @@ from ..data import source_for
 from ..evaluate import EVAL_COLUMNS, image_embeddings, text_embeddings
 from ..io import file_sha256, read_json, write_csv
 from .common import base_model, cli
-from .finetune import (RESULT_COLUMNS, SELECTION_RULE, TIMING_COLUMNS, Unit, _Shared, finished_row,
-                       marker_problem, sweep_table)
+from ..selection import SELECTION_RULE
+from .finetune import (RESULT_COLUMNS, TIMING_COLUMNS, TaskData, Unit, finished_row, marker_problem,
+                       sweep_table)
 from .grid import evaluation_units, runs, sweep_runs
 
 
@@ -53,7 +54,7 @@ def aggregate_finetune(profile: str):
                               lr_selection=SELECTION_RULE,
                               inputs={r.label: _marker_hash(profile, r) for r in rs})
     write_csv(out, paths.product(profile, paths.FINETUNE_CSV), prov)
-    shared = {t: _Shared(cfg, t) for t in dict.fromkeys(df["task"])}
+    shared = {t: TaskData(cfg, t) for t in dict.fromkeys(df["task"])}
     units = [Unit(cfg, t, m, shared=shared[t]) for t, m in evaluation_units(rs)]
     states = [u.sweep_state() for u in units]
     # every run's training time, sweep points included; a study run reused from its sweep point

@@ -38,12 +38,14 @@ from ..io import content_hash, file_sha256, read_json, write_json
 from ..methods import METHODS, resolve_options, variant_options
 from ..paths import RunId
 from ..progress import log
+from ..selection import SELECTION_RULE, choose_lr, half_decade, next_rate
 from ..train import resolve_hp
 from . import codegraph
 from .common import base_fingerprint, base_model, seed_everything
 from .grid import lr_grid, run_options, sweep_seed, unit_runs
 
-__all__ = ["lr_grid", "run_options"]  # the method's parameters (lib.pipeline.grid), read here too
+# the method's parameters (lib.pipeline.grid) and the selection rule (lib.selection), read here too
+__all__ = ["lr_grid", "run_options", "SELECTION_RULE", "choose_lr", "half_decade"]
 
 STAGE = "02_finetune"
 RESULT_COLUMNS = ["task", "method", "variant", "seed", "trainable_params", "best_val_acc", "best_epoch",
@@ -52,23 +54,7 @@ TIMING_COLUMNS = ["train_seconds", "peak_memory_mb"]
 # the code a run's result depends on: lib.train and every lib module it imports, transitively
 # (lib.pipeline.codegraph); a change to any of them (lib/schedule.py too) trains the runs again
 CODE = ("lib.train",)
-# The published selection rule (lr_sweep.csv, README); choose_lr implements it.
-SELECTION_RULE = ("seed-0 run at every rate of the method's lr_grid; while the best rate is an end of the "
-                  "rates tried and strictly better than its neighbour, the next half-decade rate beyond it is "
-                  "added (at most lr_extend times); the rate with the highest best ID-validation accuracy wins, "
-                  "ties go to the smaller rate; runs whose loss or weights became non-finite are not eligible "
-                  "(if every rate diverged: the smallest rate)")
 NOT_SWEEP = ("threads", "lr_extend")  # stage params that say how to run / search, not how to train
-
-
-def half_decade(lr: float, up: bool) -> float:
-    """The next rate of the 1, 3, 10, 30, ... ladder above (or below) ``lr``."""
-    m = lr / 10 ** math.floor(math.log10(lr) + 1e-12)
-    if up:
-        x = lr * (3.0 if m < 2 else 10.0 / 3.0)
-    else:
-        x = lr / (3.0 if m > 2 else 10.0 / 3.0)
-    return float(f"{x:.12g}")
 
 
 def recipe(profile: str) -> dict:
@@ -85,17 +71,6 @@ def lr_extend(profile: str) -> int:
 def code_hash(root=codegraph.ROOT) -> str:
     """The fingerprint of the training code: the hash of :data:`CODE`'s import closure under ``root``."""
     return codegraph.closure_hash(*CODE, root=root)
-
-
-def choose_lr(points: list[dict]) -> float:
-    """The selected rate of a sweep (see :data:`SELECTION_RULE`); ``points`` are the sweep runs'
-    rows (``lr``, ``best_val_acc``, ``nonfinite``). Validation data only: nothing else is read."""
-    if not points:
-        raise ValueError("choose_lr needs at least one sweep point")
-    ok = [p for p in points if not p.get("nonfinite")]
-    if not ok:
-        return min(float(p["lr"]) for p in points)
-    return min(ok, key=lambda p: (-float(p["best_val_acc"]), float(p["lr"])))["lr"]
 
 
 def request(run: RunId, hp: dict, opts: dict, base: str | dict, code: str) -> dict:
@@ -184,7 +159,7 @@ def finished_row(profile: str, run: RunId, want: str | None = None) -> dict | No
     return row
 
 
-class _Shared:
+class TaskData:
     """What every method of one task's unit loads once: data splits, base model, fingerprints."""
 
     def __init__(self, cfg: dict, task: str):
@@ -224,7 +199,7 @@ class Unit:
 
     def __init__(self, cfg: dict, task: str, method: str, runs: list[RunId] | None = None,
                  hp: dict | None = None, options: dict | None = None, variants: dict | None = None,
-                 shared: _Shared | None = None):
+                 shared: TaskData | None = None):
         self.cfg, self.task, self.method = cfg, task, method
         self.profile = cfg["name"]
         if method not in METHODS:
@@ -248,7 +223,7 @@ class Unit:
                         for r in [RunId(task, method, "default", self.seed0)] + self.runs}
         for opts in self.options.values():
             resolve_options(method, opts)  # unknown / invalid options fail before any work
-        self.shared = shared or _Shared(cfg, task)
+        self.shared = shared or TaskData(cfg, task)
 
     # ------------------------------------------------------------------ identity and selection
     def hp(self, lr: float) -> dict:
@@ -273,14 +248,10 @@ class Unit:
             rows = [finished_row(self.profile, r, self._want(r, r.lr)) for r in pts]
             if any(x is None for x in rows):
                 return pts, rows, None
-            best = float(choose_lr(rows))
-            acc = {float(x["lr"]): (-1.0 if x.get("nonfinite") else float(x["best_val_acc"])) for x in rows}
-            if added < self.extend and best == lrs[-1] and acc[best] > acc[lrs[-2]]:
-                lrs, added = lrs + [half_decade(best, up=True)], added + 1
-            elif added < self.extend and best == lrs[0] and acc[best] > acc[lrs[1]]:
-                lrs, added = [half_decade(best, up=False)] + lrs, added + 1
-            else:
-                return pts, rows, best
+            nxt = next_rate(lrs, rows, added, self.extend)
+            if nxt is None:
+                return pts, rows, float(choose_lr(rows))
+            lrs, added = sorted(lrs + [nxt]), added + 1
 
     @property
     def sweep(self) -> list[RunId]:
@@ -383,7 +354,7 @@ class TaskUnit:
         if unknown:
             raise ConfigError(f"method(s) {unknown} have no runs on task {task!r} in profile "
                               f"{cfg['name']!r}; valid: {', '.join(order)}")
-        shared = _Shared(cfg, task)
+        shared = TaskData(cfg, task)
         self.cfg, self.task = cfg, task
         self.units = [Unit(cfg, task, m, shared=shared) for m in methods]
 

@@ -1,0 +1,56 @@
+"""Learning-rate selection: the rule that picks one rate per (method, task), on ID validation only.
+
+Pure functions of the sweep points' rows (``lr``, ``best_val_acc``, ``nonfinite``): nothing here
+reads a file or trains (like DomainBed's ``model_selection.py``). :mod:`lib.pipeline.finetune` runs
+the sweep points this module asks for and records the selection; the published rule text
+(:data:`SELECTION_RULE`, written into lr_sweep.csv's and finetune.csv's provenance) is built from
+the same constants the functions use.
+"""
+from __future__ import annotations
+
+import math
+
+LADDER = (1.0, 3.0)      # the half-decade ladder of rates: 1, 3, 10, 30, ... x 10^k
+TIE_BREAK = "smaller"    # equal best validation accuracy: the smaller rate wins
+
+SELECTION_RULE = (
+    "seed-0 run at every rate of the method's lr_grid; while the best rate is an end of the "
+    "rates tried and strictly better than its neighbour, the next half-decade rate beyond it is "
+    "added (at most lr_extend times); the rate with the highest best ID-validation accuracy wins, "
+    f"ties go to the {TIE_BREAK} rate; runs whose loss or weights became non-finite are not eligible "
+    "(if every rate diverged: the smallest rate)")
+
+
+def half_decade(lr: float, up: bool) -> float:
+    """The next rate of the 1, 3, 10, 30, ... ladder (:data:`LADDER`) above (or below) ``lr``."""
+    m = lr / 10 ** math.floor(math.log10(lr) + 1e-12)
+    if up:
+        x = lr * (3.0 if m < 2 else 10.0 / 3.0)
+    else:
+        x = lr / (3.0 if m > 2 else 10.0 / 3.0)
+    return float(f"{x:.12g}")
+
+
+def choose_lr(points: list[dict]) -> float:
+    """The selected rate of a sweep (:data:`SELECTION_RULE`); ``points`` are the sweep runs' rows
+    (``lr``, ``best_val_acc``, ``nonfinite``). Validation data only: nothing else is read."""
+    if not points:
+        raise ValueError("choose_lr needs at least one sweep point")
+    ok = [p for p in points if not p.get("nonfinite")]
+    if not ok:
+        return min(float(p["lr"]) for p in points)
+    return min(ok, key=lambda p: (-float(p["best_val_acc"]), float(p["lr"])))["lr"]
+
+
+def next_rate(lrs: list[float], rows: list[dict], added: int, extend: int) -> float | None:
+    """The rate the extension rule adds to a finished sweep over ``lrs`` (ascending, ``rows`` in the
+    same order), or None when the selection is final: while fewer than ``extend`` rates were added
+    and the best rate is an end of ``lrs`` strictly better than its neighbour, the next half-decade
+    rate beyond that end (a diverged point counts as accuracy -1)."""
+    best = float(choose_lr(rows))
+    acc = {float(x["lr"]): (-1.0 if x.get("nonfinite") else float(x["best_val_acc"])) for x in rows}
+    if added < extend and best == lrs[-1] and acc[best] > acc[lrs[-2]]:
+        return half_decade(best, up=True)
+    if added < extend and best == lrs[0] and acc[best] > acc[lrs[1]]:
+        return half_decade(best, up=False)
+    return None
