@@ -331,8 +331,8 @@ def _same(a, b) -> bool:
 
 def option_table_problems(methods_md: str, root: Path = ROOT) -> list[str]:
     """The trainable-parameter tables (``| method | variant | `{options}` | ...``): one row per method
-    and variant of params/methods/, each stating the YAML's options (the table adds the code's
-    defaults for keys the YAML leaves out)."""
+    and variant of params/methods/, each stating exactly the YAML's options (``options``, which names
+    every option's default, with the variant's over it)."""
     rows = re.findall(r"^\| ([a-z_]+) \| ([a-z0-9_]+) \| `(\{.*?\})` \|", methods_md, re.M)
     assert rows, "docs/methods.md has no option tables"
     bad = []
@@ -347,6 +347,8 @@ def option_table_problems(methods_md: str, root: Path = ROOT) -> list[str]:
         got = json.loads(js)
         bad += [f"{m}/{variant}: {k} docs {got.get(k)!r} vs params {v!r}" for k, v in want.items()
                 if k not in got or not _same(got[k], v)]
+        bad += [f"{m}/{variant}: docs name option {k!r}, params/methods/{m}.yaml does not" for k in got
+                if k not in want]
     for m in METHODS:
         n_tables = 2
         want = sorted(["default", *(method_params(m, None, root).get("variants") or {})] * n_tables)
@@ -418,6 +420,7 @@ def test_checkers_catch_drift(tmp_path):
     methods_md = read(ROOT / "docs" / "methods.md")
     assert lr_grid_problems(methods_md.replace("| `lora` | 1e-1,", "| `lora` | 1e-2,", 1))
     assert option_table_problems(methods_md.replace('"rank": 16', '"rank": 4', 1))
+    assert option_table_problems(methods_md.replace('{"ratio": 0.2,', '{"gate": 1, "ratio": 0.2,', 1))
     assert lora_form_problems(methods_md.replace("targets: qv, rank: 16", "targets: qv, rank: 32", 1))
     assert recipe_problems(methods_md.replace("momentum 0.9", "momentum 0.8", 1))
     assert recipe_problems(methods_md.replace("`lr_extend: 2`", "`lr_extend: 3`", 1))
