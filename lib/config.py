@@ -35,7 +35,7 @@ become folders, Make targets and shell words), empty lists, stages missing a key
 methods and variants are checked by ``lib.methods.resolve_options`` (the grid does that); this
 module checks their structure.
 
-Command line (for the Makefile)::
+Command line (to check or inspect a profile by hand)::
 
     python -m lib.config check <profile>                 # validate everything the profile uses
     python -m lib.config profile-name <name>             # exit 1 unless <name> is a profile

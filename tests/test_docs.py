@@ -136,10 +136,7 @@ def missing_paths(text: str, root: Path = ROOT) -> list[str]:
 # Known drift in a page another change owns, named here so that it is visible and the rest is still
 # checked: (page, path) -> why. An entry whose path exists again, or that the page no longer names,
 # fails the test: remove it then.
-PENDING_PATHS = {
-    ("docs/world.md", "lib/world.py"): "lib/world.py became the package lib/world/ (b75b884); the page "
-                                       "still names the file",
-}
+PENDING_PATHS: dict = {}
 
 
 def test_paths_exist():

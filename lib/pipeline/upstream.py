@@ -99,7 +99,7 @@ def ensure_upstream(stage: str, profile: str, *, root: Path | None = None, out=N
     print(f"Inputs of {stage_name(stage)} missing on profile {profile!r}: "
           + "; ".join(f"{p} (from {s})" for s, p in rel.items()), file=out, flush=True)
     print(f"Running the upstream stages: {' '.join(cmd)}   (in {root}; minutes on the smoke profile, "
-          f"longer on others: README 'Measured times')", file=out, flush=True)
+          f"longer on others: docs/reproducibility.md)", file=out, flush=True)
     started = time.time()
     tail: list[str] = []
     with subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
