@@ -54,7 +54,7 @@ help:
 	@echo "make reproduce [PROFILE=mini|smoke|paper]  the whole study (creates .venv first unless PY=... is given)"
 	@echo "make smoke                                  the same DAG on tiny sizes (build/smoke)"
 	@echo "make test                                   unit tests + notebook tests (nbval), as CI runs them"
-	@echo "make test-unit                              the fast unit tests only (pytest -m 'not slow')"
+	@echo "make test-unit                              the fast unit tests only (pytest -m 'not slow' -n auto)"
 	@echo "make bench                                  benchmark table"
 	@echo "make verify                                 compare a fresh run with paper_figures/ (tolerances, verdicts)"
 	@echo "make publish [PROFILE=mini]                 copy the build's figures, tables, notebooks to paper_figures/ + README block"
@@ -217,8 +217,9 @@ test: setup
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-notebooks
 
+# the fast tier on one pytest-xdist worker per core (bench/bench_tests.py times it)
 test-unit: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n auto tests
 
 test-notebooks: setup
 	rm -rf $(NBVAL_BUILD) && mkdir -p $(NBVAL_BUILD) && cp -a $(abspath $(BUILD))/smoke $(NBVAL_BUILD)/smoke
