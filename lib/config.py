@@ -47,6 +47,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -469,6 +470,38 @@ def _profile_chain(profile: str) -> list[tuple[Path, dict]]:
     return chain[::-1]
 
 
+# ---------------------------------------------------------------------------- read once per process
+# The loaders below read and validate their files once per process: the result is kept while no file
+# under params/ changes (their paths, sizes and modification times are the key), and every caller
+# gets its own deep copy (it may change what it got). A stage loads its profile once in
+# lib.pipeline.common.setup and passes the mapping down; the callees that still ask by profile name
+# (the grid's lr_grid, a method's parameters) get the parsed, validated copy, never a re-read.
+_CACHE: dict = {}
+_CACHE_SIG: list = [None]
+
+
+def _params_signature() -> tuple:
+    root = paths.PARAMS
+    return (str(root), tuple(sorted((str(f), st.st_mtime_ns, st.st_size)
+                                    for f in root.rglob("*.yaml") for st in (f.stat(),))))
+
+
+def _once(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kw):
+        sig = _params_signature()
+        if sig != _CACHE_SIG[0]:
+            _CACHE.clear()
+            _CACHE_SIG[0] = sig
+        key = (fn.__name__, args, tuple(sorted(kw.items())))
+        if key not in _CACHE:
+            _CACHE[key] = fn(*args, **kw)  # a refusal raises and is not kept
+        return copy.deepcopy(_CACHE[key])
+    wrapper.reads = fn  # the uncached loader
+    return wrapper
+
+
+@_once
 def load_profile(profile: str) -> dict:
     """The merged, validated profile-wide configuration, with ``name`` set."""
     chain = _profile_chain(profile)
@@ -514,6 +547,7 @@ def _merge_files(files: list[Path], spec: F) -> tuple[dict, str]:
     return _plain(out), " + ".join(_rel(f) for f in files) or "(no file)"
 
 
+@_once
 def stage_params(stage: str, profile: str) -> dict:
     """``params/<stage>.yaml`` then ``params/<profile>/<stage>.yaml``, validated."""
     _check_stage(stage)
@@ -522,6 +556,7 @@ def stage_params(stage: str, profile: str) -> dict:
     return validate(out, STAGE_SCHEMAS[stage], "", source, merged=True)
 
 
+@_once
 def method_params(method: str, profile: str) -> dict:
     """``params/methods/<m>.yaml`` then ``params/<profile>/methods/<m>.yaml``, validated.
 

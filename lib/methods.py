@@ -119,7 +119,7 @@ def register(spec: MethodSpec) -> MethodSpec:
 
 def get_spec(method: str) -> MethodSpec:
     if not isinstance(method, str) or method not in METHODS:
-        raise ConfigError(f"unknown fine-tuning method {method!r}; valid methods: "
+        raise ConfigError(f"unknown method {method!r}; valid methods: "
                           f"{', '.join(METHODS)}")
     return METHODS[method]
 

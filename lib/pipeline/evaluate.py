@@ -148,16 +148,16 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     Checks come first, cheapest first: parameters, the data, the zero-shot table, the runs."""
     started = time.time()
     profile = cfg["name"]
-    p = config.stage_params(STAGE, profile)
-    batch_size = config.check_type("batch_size", p["batch_size"], int, positive=True)
-    num_workers = config.check_type("num_workers", p["num_workers"], int, nonneg=True)
+    p = config.stage_params(STAGE, profile)  # validated by the schema (batch_size >= 1, num_workers >= 0)
+    batch_size, num_workers = p["batch_size"], p["num_workers"]
     source = source_for(cfg)
     source.task(task)
     source.check()
     zs = zero_shot_rows(profile)
-    rs = evaluation_units(runs(cfg)).get((task, method))
+    units = evaluation_units(runs(cfg))  # the grid, built and validated once
+    rs = units.get((task, method))
     if not rs:
-        valid = ", ".join(f"{t}/{m}" for t, m in evaluation_units(runs(cfg)))
+        valid = ", ".join(f"{t}/{m}" for t, m in units)
         raise ConfigError(f"({task}, {method}) is not an evaluation unit of profile {profile!r}; valid: {valid}")
     missing = [r for r in rs if finished_row(profile, r) is None]
     if missing:

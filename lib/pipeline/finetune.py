@@ -35,7 +35,7 @@ from .. import config, provenance, schema, train
 from ..config import ConfigError
 from ..data import source_for
 from ..io import content_hash, file_sha256, read_json, write_json
-from ..methods import METHODS, resolve_options, variant_options
+from ..methods import get_spec, resolve_options, variant_options
 from ..paths import RunId
 from ..progress import log
 from ..selection import SELECTION_RULE, choose_lr, half_decade, next_rate
@@ -202,8 +202,7 @@ class Unit:
                  shared: TaskData | None = None):
         self.cfg, self.task, self.method = cfg, task, method
         self.profile = cfg["name"]
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+        get_spec(method)  # the registry's check, for a caller that did not come through the grid
         if hp is not None:
             self.recipe = {k: v for k, v in hp.items() if k != "lr"}
             self.grid = [hp["lr"]] if hp.get("lr") is not None else lr_grid(self.profile, method)
