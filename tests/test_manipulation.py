@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -286,8 +285,7 @@ def test_constants_and_docstring_agree():
 
 
 # ----------------------------------------------------------------------------- the real mini run, if present
-REAL = [paths.results_dir("mini") / "zero_shot.csv",
-        Path("/work/final/build/mini/results/zero_shot.csv")]   # the published run's checkout, where it exists
+REAL = [paths.product("mini", paths.ZERO_SHOT_CSV)]  # a mini build of this checkout, where it exists
 
 
 def test_real_mini_run():

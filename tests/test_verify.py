@@ -259,10 +259,10 @@ def fast_recompute(golden_build, golden_recomputed, monkeypatch):
     elsewhere (each recomputation takes seconds); the others run the real one."""
     real = V.recompute
 
-    def cached(results_dir, out_dir):
+    def cached(results_dir, out_dir, cfg=None):
         if any((Path(results_dir) / n).read_bytes() != (golden_build / "results" / n).read_bytes()
                for n in ("zero_shot.csv", "finetune.csv", "evaluation.csv")):
-            return real(results_dir, out_dir)
+            return real(results_dir, out_dir, cfg)
         shutil.copytree(golden_recomputed, out_dir)
     monkeypatch.setattr(V, "recompute", cached)
 

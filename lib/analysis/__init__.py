@@ -3,6 +3,7 @@ the figures (``lib.plots``) and the published files (``lib.pipeline.publish``).
 
 * ``tables``  - result tables -> statistic tables (tasks as the sampling unit, ``lib.stats``);
 * ``claims``  - the paper's claims, one registered function each, verdicts from stated rules;
+* ``manipulation`` - the world's pre-registered manipulation checks, on zero-shot numbers only;
 * ``report``  - Markdown / CSV output, ``claims.md``, the README results block.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import io, manifest, paths, schema
+from .. import config, io, manifest, paths, schema
 from . import claims as claims_mod
-from . import report, tables
+from . import manipulation, report, tables
 from .claims import MIN_TASKS, VERDICTS, Verdict
 from .report import claims_markdown, markdown_table, save_table
 from .tables import METHOD_LABELS, METHOD_ORDER, RESULT_FILES, add_deltas, gain_points, run_level, seed_aggregate
@@ -57,11 +58,17 @@ def input_fingerprints(profile: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- the one entry point
-def compute(results) -> dict:
+def compute(results, cfg: dict | None = None) -> dict:
     """Every statistic, once: ``results`` is ``load_results``'s dict, a profile name or a results
-    folder. Returns the input tables, every statistic table of ``tables.compute`` and ``claims``."""
+    folder. Returns the input tables, every statistic table of ``tables.compute`` and ``claims``;
+    with the profile (``cfg``, loaded here when ``results`` is a profile name) also the world's
+    pre-registered ``manipulation_checks`` (its design names each task's factor levels)."""
+    if cfg is None and isinstance(results, str) and "/" not in results:
+        cfg = config.load_profile(results)
     res = results if isinstance(results, dict) else load_results(results)
     out = tables.compute(res)
+    if cfg is not None:
+        out["manipulation_checks"] = manipulation.manipulation_checks(res["zero_shot"], cfg)
     out["claims"], out["claim_tests"] = claims_mod.evaluate_all(out)
     return out
 
@@ -70,7 +77,7 @@ def compute(results) -> dict:
 PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "effects": True, "predictors": True,
                     "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
                     "alignment": True, "ablations": True, "zero_shot_summary": True, "run_flags": True,
-                    "lr_sweep": True, "world_check": False, "claims": False, "claim_tests": True, "gain_points": False,
+                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "claims": False, "claim_tests": True, "gain_points": False,
                     "runs": False, "seed_aggregate": False}
 
 

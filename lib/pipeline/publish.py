@@ -45,7 +45,11 @@ def build(profile: str, out_dir=None, results=None) -> dict:
     """Compute, save every table and figure and ``claims.md`` into ``out_dir`` (default
     ``build/<profile>/figures/``, emptied first); ``MANIFEST.json`` last. Returns the tables."""
     out_dir = Path(out_dir or paths.figures_dir(profile))
-    t = analysis.compute(results if results is not None else profile)
+    try:
+        cfg = config.load_profile(profile)
+    except config.ConfigError:  # a results folder of an unknown profile (tests): no design, no manipulation checks
+        cfg = None
+    t = analysis.compute(results if results is not None else profile, cfg)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     paths.ensure(out_dir)
@@ -100,7 +104,8 @@ def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "p
     """Rewrite the README's results block from the tables (world check, headline, trade-off figure,
     selected learning rates, verdicts)."""
     text = Path(readme).read_text()
-    block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"))
+    block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"),
+                                manipulation=t.get("manipulation_checks"))
     io.write_text(Path(readme), report.replace_block(text, block))  # atomic: a failed write keeps the old README
     return Path(readme)
 

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import manifest, paths
+from .. import config, manifest, paths
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ KEYS = {
     "runs.csv": ["train_task", "method", "variant", "seed"],
     "seed_aggregate.csv": ["train_task", "method", "variant", "eval_task", "eval_domain"],
     "world_check.csv": ["task"],
+    "manipulation_checks.csv": ["check"],
     "zero_shot_summary.csv": ["task", "domain"],
 }
 CLAIMS = "claims.csv"
@@ -465,10 +466,11 @@ def check_manifest(folder: Path, rep: Report) -> dict | None:
     return doc
 
 
-def recompute(results_dir: Path, out_dir: Path) -> dict:
-    """The figures stage's tables (not figures) from ``results_dir``, written to ``out_dir``."""
+def recompute(results_dir: Path, out_dir: Path, cfg: dict | None = None) -> dict:
+    """The figures stage's tables (not figures) from ``results_dir`` (and the profile ``cfg``, whose
+    world design the manipulation checks read), written to ``out_dir``."""
     from .. import analysis
-    t = analysis.compute(analysis.load_results(Path(results_dir)))
+    t = analysis.compute(analysis.load_results(Path(results_dir)), cfg)
     analysis.save_tables(t, out_dir)
     return t
 
@@ -583,7 +585,9 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
         rep.section(f"recomputed: the figures stage's tables from {res_dir}:")
         rdir = tmp / "recomputed"
         try:
-            recompute(res_dir, rdir)
+            # the profile's world design feeds the manipulation checks, when the figures stage wrote them
+            has_checks = (fig_dir / "manipulation_checks.csv").is_file()
+            recompute(res_dir, rdir, config.load_profile(profile) if has_checks else None)
         except Exception as exc:  # noqa: BLE001 - whatever stops the recomputation is reported, and fails
             rep.bad(f"cannot recompute from {res_dir}: {type(exc).__name__}: {exc}")
             recomputed = {}
