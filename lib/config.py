@@ -331,6 +331,11 @@ _RUN_KEYS = ("epochs", "batch_size", "momentum", "weight_decay", "warmup_steps",
 RUN_HP_SCHEMA = F(kind=dict, required=("lr", *_RUN_KEYS), keys={
     "lr": _num(min=0, min_open=True), **{k: STAGE_SCHEMAS["02_finetune"].keys[k] for k in _RUN_KEYS}})
 
+# Pretraining's hyperparameters (lib.pretrain.validate): the 00_pretrain keys without the seed and the
+# thread count (the stage passes the seed on its own; threads say how to run, not how to train)
+PRETRAIN_HP_SCHEMA = F(kind=dict, required=tuple(k for k in STAGE_SCHEMAS["00_pretrain"].required if k != "seed"),
+                       keys={k: v for k, v in STAGE_SCHEMAS["00_pretrain"].keys.items() if k not in ("seed", "threads")})
+
 _OPTION_VALUE = F(kind=(str, int, float, bool, list), nullable=True)
 METHOD_SCHEMA = F(kind=dict, required=("lr_grid",), keys={
     "lr_grid": F(kind=list, items=_num(min=0, min_open=True), unique=True, nonempty=True,

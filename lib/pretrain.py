@@ -20,9 +20,9 @@ from .schedule import lr_factor
 
 
 def validate(hp: dict) -> dict:
-    """Check pretraining hyperparameters against the schema of ``params/00_pretrain.yaml`` (the one
-    validator, :data:`lib.config.STAGE_SCHEMAS`)."""
-    return config.validate(dict(hp), config.STAGE_SCHEMAS["00_pretrain"], "", "the pretraining hyperparameters",
+    """Check pretraining hyperparameters (no seed, no thread count) against the schema of
+    ``params/00_pretrain.yaml`` (the one validator: :data:`lib.config.PRETRAIN_HP_SCHEMA`)."""
+    return config.validate(dict(hp), config.PRETRAIN_HP_SCHEMA, "", "the pretraining hyperparameters",
                            merged=True)
 
 

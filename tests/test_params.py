@@ -118,3 +118,15 @@ def test_string_float_gets_a_hint():
         config.check_type("lr", "1e-4", float, positive=True)
     with pytest.raises(config.ConfigError, match="must be > 0"):
         config.check_type("lr", -1.0, float, positive=True)
+
+
+def test_pretraining_hyperparameters_pass_the_schema_as_the_stage_hands_them():
+    """lib.pipeline.pretrain hands lib.pretrain.validate the stage's parameters without seed and
+    threads; the schema (PRETRAIN_HP_SCHEMA) checks them with the stage file's bounds."""
+    from lib import pretrain
+    for profile in ("smoke", "mini"):
+        p = config.stage_params("00_pretrain", profile)
+        p.pop("seed"), p.pop("threads", None)
+        assert pretrain.validate(p) == p
+    with pytest.raises(config.ConfigError, match="epochs: must be >= 1"):
+        pretrain.validate({**p, "epochs": 0})
