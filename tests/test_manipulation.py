@@ -307,3 +307,33 @@ def test_real_mini_run():
             assert r.passed == (r.p < M.ALPHA and np.sign(r.value) == M.DIRECTION[r.check[7:]][1])
     with pd.option_context("display.width", 200, "display.max_colwidth", 40):
         print(f"\n{path}\n", df.drop(columns="statistic").to_string(), "\n", M.checks_summary(df))
+
+
+def test_family_rule_agrees_with_the_world():
+    from lib.world import variants
+    for t in variants.TASKS:
+        assert M.family_of(t) == variants.family_of(t), t
+    assert tuple(f"_{k}" for k in variants.INSTANCES) == M.INSTANCE_SUFFIXES
+
+
+def test_replicated_families_are_blocked():
+    """World v3: 8 families x 4 tasks; a family effect (one renderer much harder) does not hide a factor."""
+    rng = np.random.default_rng(0)
+    fams = ["objects", "digits", "landcover", "pathology", "camera_trap", "traffic_signs", "flowers", "textures"]
+    cells = [("low", "clean", "tight"), ("high", "noisy", "tight"), ("high", "clean", "varied"), ("low", "noisy", "varied"),
+             ("high", "clean", "tight"), ("low", "noisy", "tight"), ("low", "clean", "varied"), ("high", "noisy", "varied")]
+    rows = []
+    for j, f in enumerate(fams):
+        half = cells[:4] if j < 4 else cells[4:]
+        for k, letter in enumerate("abcd"):
+            c = half[(k + j) % 4]
+            acc = 0.5 + 0.3 * (j % 2) - 0.2 * (j == 3) + 0.06 * (c[0] == "high") - 0.06 * (c[1] == "noisy") \
+                - 0.06 * (c[2] == "varied") + rng.normal(0, 0.01)
+            rows.append({"task": f"{f}_{letter}", "coverage": c[0], "caption_noise": c[1], "diversity": c[2],
+                         "family": f, "id_acc": acc})
+    cells_df = pd.DataFrame(rows)
+    fit, used, why, df_resid = M._factor_fit(cells_df, "id_acc")
+    assert not why and df_resid == 32 - 1 - 7 - 3
+    assert "C(family)[T.objects]" in fit.params.index or any(n.startswith("C(family)") for n in fit.params.index)
+    decided, _ = M._factor_rows(cells_df)
+    assert all(r["passed"] for r in decided), decided

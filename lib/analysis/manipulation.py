@@ -18,7 +18,12 @@ The numbers of the rules are the module constants named in brackets (one place).
    and treatment coding, the reference levels ``REFERENCE`` = low coverage, clean captions, tight
    diversity::
 
-       id_acc ~ C(coverage) + C(caption_noise) + C(diversity)
+       id_acc ~ C(coverage) + C(caption_noise) + C(diversity)            (one task per family)
+       id_acc ~ C(family) + C(coverage) + C(caption_noise) + C(diversity) (replicated families)
+
+   The second form (world v3: every renderer family holds at least two tasks, ``task -> family``
+   by :func:`family_of`) blocks on the family, so each factor is estimated from
+   the differences between tasks of the same renderer, not between renderers.
 
    Pre-registered directions (``DIRECTION``): coverage high > low (more pretraining pairs name the
    task's classes, so its images and captions are better aligned); caption_noise noisy < clean
@@ -133,7 +138,19 @@ def task_cells(zs: pd.DataFrame, design: dict) -> pd.DataFrame:
         if bad:
             raise ValueError(f"world.design: factor {f} has levels {bad}; valid: {list(allowed)}")
         out[f] = levels
+    out["family"] = [family_of(t) for t in out["task"]]
     return out
+
+
+INSTANCE_SUFFIXES = ("_a", "_b", "_c", "_d")  # lib.world.variants.INSTANCES (a test checks they agree)
+
+
+def family_of(task: str) -> str:
+    """The renderer family of a task: a world-v3 instance ``<family>_<a-d>`` belongs to ``<family>``,
+    any other task is its own family (the rule of ``lib.world.variants.family_of``, restated here so
+    the analysis does not import the world generator and torch; tests/test_manipulation.py checks
+    that both agree on every task)."""
+    return task[:-2] if task.endswith(INSTANCE_SUFFIXES) else task
 
 
 def _coef_name(params_index, factor: str) -> str | None:
@@ -155,6 +172,9 @@ def _factor_fit(cells: pd.DataFrame, outcome: str):
     if not used:
         return None, used, why, df_resid
     rhs = " + ".join(f"C({f}, Treatment(reference='{REFERENCE[f]}'))" for f in used)
+    if "family" in d and d["family"].nunique() < len(d) and d["family"].value_counts().min() >= 2:
+        rhs = "C(family) + " + rhs  # replicated families: block on the renderer
+        df_resid -= d["family"].nunique() - 1
     model = smf.ols(f"{outcome} ~ {rhs}", data=d)
     if np.linalg.matrix_rank(model.exog) < model.exog.shape[1]:
         why.update({f: "factors confounded among the tasks (rank-deficient design): not estimable" for f in used})

@@ -11,7 +11,12 @@ import numpy as np
 
 from ..config import ConfigError
 from .constants import DOMAIN_KINDS, FACTORS
-from .renderers import RENDERERS
+from .variants import TASKS, family_of
+
+# a replicated design (more tasks than cells): at least this many tasks per cell, and every renderer
+# family holding both levels of at least this many factors (docs/world.md, world v3)
+MIN_PER_CELL = 4
+MIN_FACTORS_WITHIN_FAMILY = 2
 
 
 class WorldDesignError(ConfigError):
@@ -30,9 +35,9 @@ def check_design(wcfg: dict) -> dict[str, dict[str, float]]:
     when the world holds as many tasks as the design has cells, the tasks fill every cell once.
     """
     tasks = list(wcfg["tasks"])
-    unknown = [t for t in tasks if t not in RENDERERS]
+    unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise ConfigError(f"unknown task(s) {unknown} in world.tasks; valid: {', '.join(RENDERERS)}")
+        raise ConfigError(f"unknown task(s) {unknown} in world.tasks; valid: {', '.join(TASKS)}")
     levels, design = wcfg.get("levels"), wcfg.get("design")
     if not isinstance(levels, dict) or not isinstance(design, dict):
         raise _design_error("the world needs 'levels' and 'design' mappings (world.corpus.coverage of "
@@ -43,8 +48,8 @@ def check_design(wcfg: dict) -> dict[str, dict[str, float]]:
             raise _design_error(f"world.levels.{factor} must give the levels {', '.join(names)}, got "
                                 f"{sorted(got) if isinstance(got, dict) else got!r}")
     for t in design:
-        if t not in RENDERERS:
-            raise _design_error(f"world.design names unknown task {t!r}; valid: {', '.join(RENDERERS)}")
+        if t not in TASKS:
+            raise _design_error(f"world.design names unknown task {t!r}; valid: {', '.join(TASKS)}")
     missing = [t for t in tasks if t not in design]
     if missing:
         raise _design_error(f"world.design has no cell for task(s) {', '.join(missing)}: give each task of "
@@ -77,6 +82,23 @@ def check_design(wcfg: dict) -> dict[str, dict[str, float]]:
                 "the design's tasks must fill its cells exactly once: "
                 + "; ".join([f"cell {fmt(c)} holds {', '.join(ts)}" for c, ts in twice.items()]
                             + [f"cell {fmt(c)} holds no task" for c in empty]))
+    if len(tasks) > n_cells:  # a replicated design (world v3): tasks are the unit, factors vary within families
+        fmt = lambda c: "/".join(c)  # noqa: E731
+        thin = [f"cell {fmt(c)} holds {len(cells.get(c, []))}" for c in itertools.product(*FACTORS.values())
+                if len(cells.get(c, [])) < MIN_PER_CELL]
+        if thin:
+            raise _design_error(f"a design of more than {n_cells} tasks needs at least {MIN_PER_CELL} tasks in every "
+                                f"cell: " + "; ".join(thin))
+        fams: dict[str, list[str]] = {}
+        for t in tasks:
+            fams.setdefault(family_of(t), []).append(t)
+        for fam, ts in fams.items():
+            both = [f for f in FACTORS if len({design[t][f] for t in ts}) == 2]
+            if len(both) < MIN_FACTORS_WITHIN_FAMILY:
+                raise _design_error(f"family {fam!r} ({', '.join(ts)}) holds both levels of only "
+                                    f"{len(both)} factor(s) ({', '.join(both) or 'none'}): every family must vary "
+                                    f"at least {MIN_FACTORS_WITHIN_FAMILY} factors within itself, so no factor is "
+                                    f"confounded with a renderer")
     for factor in ("coverage",):
         if any(float(v) <= 0 for v in levels[factor].values()):
             raise _design_error("world.levels.coverage values must be > 0: every task's classes must be "
@@ -101,7 +123,7 @@ def corpus_entries(wcfg: dict) -> tuple[list[tuple[str, str]], np.ndarray]:
         raise _design_error(f"world.corpus.domain_share values must be >= 0 with a positive sum, got {share}")
     entries, w = [], []
     for task in wcfg["tasks"]:
-        r = RENDERERS[task]
+        r = TASKS[task]
         for dom in r.domains:
             weight = lv[task]["coverage"] * float(share[r.domain_kind(dom)])
             if weight > 0:
@@ -115,7 +137,7 @@ def check_class_words(captions, tasks) -> None:
     """Every class name of every task occurs (as whole words) in some pretraining caption."""
     text = "\n".join(str(c).lower() for c in captions)
     for task in tasks:
-        for cname in RENDERERS[task].classnames:
+        for cname in TASKS[task].classnames:
             if not re.search(rf"(?<![\w-]){re.escape(cname.lower())}(?![\w-])", text):
                 raise WorldDesignError(
                     f"class {cname!r} of task {task!r} occurs in no pretraining caption ({len(captions)} pairs): "

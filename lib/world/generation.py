@@ -15,7 +15,7 @@ from ..io import write_bytes, write_json
 from ..config import ConfigError, code_fingerprint, fingerprint
 from .constants import COLORS, S
 from .design import check_class_words, check_design, corpus_entries
-from .renderers import RENDERERS
+from .variants import TASKS
 
 # The generator's code, as lib.config.code_fingerprint names it: every module of this package
 # (lib/world/*.py, in name order), so the world is regenerated when any of them changes.
@@ -31,7 +31,7 @@ def _stream(seed: int, *keys) -> np.random.Generator:
 def render_split(task: str, domain: str, split: str, n: int, seed: int,
                  diversity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced images of one (task, domain, split)."""
-    r = RENDERERS[task]
+    r = TASKS[task]
     rng = _stream(seed, task, domain, split)
     labels = np.arange(n) % len(r.classnames)
     rng.shuffle(labels)
@@ -52,7 +52,7 @@ def _corpus_chunk(args) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
     caps, srcs, named = [], [], np.empty(n, np.int64)
     for i, k in enumerate(picks):
         task, domain = entries[k]
-        r = RENDERERS[task]
+        r = TASKS[task]
         ncls = len(r.classnames)
         cls = int(rng.integers(ncls))
         imgs[i], info = r.render(cls, domain, rng, "train", levels[task]["diversity"])
@@ -98,9 +98,9 @@ def _split_jobs(wcfg: dict) -> list[tuple[str, str, str, int]]:
     sizes = wcfg["sizes"]
     jobs = []
     for task in wcfg["tasks"]:
-        if task not in RENDERERS:
-            raise ConfigError(f"unknown task {task!r} in world.tasks; valid: {', '.join(RENDERERS)}")
-        r = RENDERERS[task]
+        if task not in TASKS:
+            raise ConfigError(f"unknown task {task!r} in world.tasks; valid: {', '.join(TASKS)}")
+        r = TASKS[task]
         jobs.append((task, r.id_domain, "train", int(sizes["train"]) + int(sizes["val"])))
         for dom in [r.id_domain, *r.ood_domains]:
             jobs.append((task, dom, "test", int(sizes["test"])))

@@ -12,7 +12,7 @@ from ..config import ConfigError
 from ..splits import DatasetSource, Split, register_source
 from .design import check_design
 from .generation import WorldNotReady, _fix, read_manifest, verify_file, verify_world
-from .renderers import RENDERERS
+from .variants import TASKS
 
 
 # ============================================================================ data source
@@ -24,7 +24,7 @@ class EmbeddedSource(DatasetSource):
         check_design(self.wcfg)
 
     def tasks(self):
-        return {t: RENDERERS[t].spec() for t in self.wcfg["tasks"]}
+        return {t: TASKS[t].spec() for t in self.wcfg["tasks"]}
 
     def check(self):
         """Cheap: the manifest is current and every file has its recorded size (readers hash each file)."""
