@@ -379,3 +379,31 @@ def checks_summary(df: pd.DataFrame) -> str:
     if n_rep:
         lines += f" {n_rep} further rows are reported, not decided (factor effects on ss and ACS)."
     return lines
+
+
+def main(argv=None) -> int:
+    """``python -m lib.analysis.manipulation <profile>``: the checks of a profile's zero-shot stage
+    (``make zero-shot PROFILE=<profile>`` first), written to ``build/<profile>/checks/manipulation_checks.csv`` and summarised on stdout. For a world whose later stages are not run yet; the figures
+    stage publishes the same table as ``manipulation_checks.csv``."""
+    import sys
+
+    from .. import config, io, paths, schema
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m lib.analysis.manipulation <profile>", file=sys.stderr)
+        return 2
+    profile = config.check_profile_name(argv[0])
+    f = paths.product(profile, paths.ZERO_SHOT_CSV)
+    if not f.exists():
+        print(f"error: {f} does not exist: run `make zero-shot PROFILE={profile}` first", file=sys.stderr)
+        return 1
+    df = manipulation_checks(schema.read_table(f, schema.ZERO_SHOT, profile), config.load_profile(profile))
+    out = paths.ensure(paths.profile_dir(profile) / "checks")
+    io.write_csv(df, out / "manipulation_checks.csv")
+    print(checks_summary(df))
+    print(f"table: {out / 'manipulation_checks.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
