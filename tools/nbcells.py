@@ -1,8 +1,15 @@
 """The notebooks' shared cells, from this one source.
 
 Every stage notebook in notebooks/ starts with a header (title, what the stage does, Colab and Binder
-badges) and a bootstrap cell, and notebooks 01-04 have an "upstream" cell right after their
-``parameters`` cell. Those cells are written here; every other cell lives only in its .ipynb.
+badges) and a bootstrap cell; right after its ``parameters`` cell come a "published" cell, a
+"recompute" cell and (notebooks 01-04) an "upstream" cell. Those cells are written here; every other
+cell lives only in its .ipynb.
+
+Opened on Colab or Binder (``HOSTED``), "Run all" shows the stage's published results from
+``paper_figures/`` (``lib.notebook.show_published``) and stops quietly at the recompute cell
+(``RECOMPUTE = None``); with ``RECOMPUTE`` set to a profile it sets ``profile`` and goes on: the
+upstream cell builds the missing inputs, then the stage runs. Under papermill / Make (not HOSTED)
+the three cells do nothing, so the executed notebooks are the same apart from their empty cells.
 
     python tools/nbcells.py sync    # rewrite the shared cells of every notebook (outputs stripped)
     python tools/nbcells.py check   # exit 1 naming each notebook whose shared cells differ
@@ -52,6 +59,7 @@ NOTEBOOKS = {
         "(`lib.pipeline.publish`). The verdicts are computed, never written by hand."),
 }
 NO_UPSTREAM = {"00_pretrain"}   # the first stage reads nothing another stage writes
+AFTER_PARAMETERS = ("published", "recompute", "upstream")  # the shared cells right after `parameters`, in order
 
 BOOTSTRAP = '''\
 # Bootstrap (shared cell, written by tools/nbcells.py). On Colab: fetch release REF of the project and
@@ -63,7 +71,7 @@ from pathlib import Path
 
 REPO, REF = "{repo}", "{ref}"
 ON_COLAB = "google.colab" in sys.modules
-HOSTED = ON_COLAB or "BINDER_LAUNCH_HOST" in os.environ  # opened alone: build missing inputs below
+HOSTED = ON_COLAB or "BINDER_LAUNCH_HOST" in os.environ  # published results first, recompute on request
 
 
 def _project_root():
@@ -128,9 +136,24 @@ lib.notebook.install()'''
 BOOTSTRAP_NOTE = ("*Setup (the collapsed cell below): makes `import lib` work; on Colab it first fetches "
                   "release `{ref}` and installs what Colab lacks.*")
 
+PUBLISHED = '''\
+# Published results (shared cell, written by tools/nbcells.py): opened on Colab or Binder, show first
+# what this stage published in paper_figures/ (nothing is computed); a no-op under papermill / Make.
+if HOSTED:
+    from lib.notebook import show_published
+    show_published("{name}", repo=REPO, ref=REF)'''
+
+RECOMPUTE = '''\
+# Recompute (shared cell, written by tools/nbcells.py): on Colab or Binder "Run all" stops here, after
+# the published results. To recompute this stage, set RECOMPUTE (it replaces `profile`) and Run all again.
+RECOMPUTE = None  # "smoke" (~6 min CPU), "mini" (~30 min CPU) or "paper" (GPU + data): set it and run on
+if HOSTED:
+    from lib.notebook import recompute
+    profile = recompute(RECOMPUTE)'''
+
 UPSTREAM = '''\
-# Upstream (shared cell, written by tools/nbcells.py): opened alone on Colab or Binder, build this
-# stage's missing inputs on `profile` first (Make, with progress below); a no-op when they exist.
+# Upstream (shared cell, written by tools/nbcells.py): on Colab or Binder, once RECOMPUTE is set, build
+# this stage's missing inputs on `profile` first (Make, with progress below); a no-op when they exist.
 if HOSTED:
     from lib.pipeline.upstream import ensure_upstream
     ensure_upstream("{name}", profile)'''
@@ -150,7 +173,9 @@ def header(name: str) -> str:
             "defaults are the fast `smoke` profile); every other value comes from `params/` through "
             "`lib.config`. All logic lives in `lib/`. Opened from a "
             f"badge, the notebook runs release `{REF}`; on Colab the first run of the (collapsed) setup "
-            "cell installs what Colab lacks, and the cell after `parameters` builds missing inputs of this stage.")
+            "cell installs what Colab lacks. On Colab or Binder, *Run all* shows this stage's published "
+            "results (`paper_figures/`) and stops; to recompute, set `RECOMPUTE` in the cell after them "
+            "and *Run all* again (missing inputs of this stage are built first).")
 
 
 def shared_cells(name: str) -> dict[str, nbformat.NotebookNode]:
@@ -160,7 +185,9 @@ def shared_cells(name: str) -> dict[str, nbformat.NotebookNode]:
                        f"(known: {', '.join(NOTEBOOKS)}); add its title and description there")
     cells = {"header": nbformat.v4.new_markdown_cell(header(name)),
              "bootstrap_note": nbformat.v4.new_markdown_cell(BOOTSTRAP_NOTE.format(ref=REF)),
-             "bootstrap": nbformat.v4.new_code_cell(BOOTSTRAP.format(repo=REPO, ref=REF))}
+             "bootstrap": nbformat.v4.new_code_cell(BOOTSTRAP.format(repo=REPO, ref=REF)),
+             "published": nbformat.v4.new_code_cell(PUBLISHED.format(name=name)),
+             "recompute": nbformat.v4.new_code_cell(RECOMPUTE)}
     if name not in NO_UPSTREAM:
         cells["upstream"] = nbformat.v4.new_code_cell(UPSTREAM.format(name=name))
     for kind, cell in cells.items():
@@ -203,9 +230,8 @@ def synced(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     if stray:
         raise ValueError(f"unknown shared cell kinds {stray}: known are {', '.join(want)}")
     cells = [want["header"], want["bootstrap_note"], want["bootstrap"], *cells]
-    if "upstream" in want:
-        p = _parameters_index(cells)
-        cells.insert(p + 1, want["upstream"])
+    p = _parameters_index(cells)  # after `parameters`: published results, recompute, upstream
+    cells[p + 1:p + 1] = [want[k] for k in AFTER_PARAMETERS if k in want]
     out = nbformat.from_dict(dict(nb))
     out.cells = cells
     out.metadata["nbcells"] = nbformat.NotebookNode({"format": FORMAT})
