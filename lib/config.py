@@ -307,7 +307,7 @@ _WORKERS = _int(min=0)
 # number of threads changes how sums are split), null = cores / JOBS (see lib.pipeline.common.setup)
 _THREADS = _int(min=1, nullable=True)
 # required: the keys every stage's merged parameters must have (params/<stage>.yaml holds them all;
-# ``threads`` and ``lr_extend`` have defaults in the code), so an emptied file is refused here
+# ``threads``, ``lr_extend`` and ``lr_rule`` have defaults in the code), so an emptied file is refused here
 STAGE_SCHEMAS: dict[str, F] = {
     "00_pretrain": F(kind=dict, required=("seed", "epochs", "batch_size", "lr", "weight_decay", "warmup_steps",
                                           "holdout"), keys={
@@ -319,7 +319,7 @@ STAGE_SCHEMAS: dict[str, F] = {
         "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
         "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
-        "lr_extend": _int(min=0)}),
+        "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se"))}),
     "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }

@@ -21,8 +21,8 @@ from ..data import source_for
 from ..evaluate import EVAL_COLUMNS, image_embeddings, text_embeddings
 from ..io import file_sha256, read_json, write_csv
 from .common import base_model, cli
-from ..selection import SELECTION_RULE
-from .finetune import (RESULT_COLUMNS, TIMING_COLUMNS, TaskData, Unit, finished_row, marker_problem,
+from ..selection import rule_text
+from .finetune import (RESULT_COLUMNS, TIMING_COLUMNS, TaskData, Unit, finished_row, lr_rule, marker_problem,
                        sweep_table)
 from .grid import evaluation_units, runs, sweep_runs
 
@@ -51,7 +51,7 @@ def aggregate_finetune(profile: str):
                               no_val_gain_rule="best_val_acc <= zero_shot_val_acc (the zero-shot model's accuracy "
                                                "on the same ID validation split); nonfinite: the loss or the "
                                                "weights became non-finite during training",
-                              lr_selection=SELECTION_RULE,
+                              lr_selection=rule_text(lr_rule(profile)),
                               inputs={r.label: _marker_hash(profile, r) for r in rs})
     write_csv(out, paths.product(profile, paths.FINETUNE_CSV), prov)
     shared = {t: TaskData(cfg, t) for t in dict.fromkeys(df["task"])}
@@ -72,7 +72,7 @@ def aggregate_finetune(profile: str):
               paths.product(profile, paths.FINETUNE_TIMING_CSV))
     sw = sweep_table(units, states)
     sw["zero_shot_val_acc"] = sw["task"].map(zs_val)
-    write_csv(sw, paths.product(profile, paths.LR_SWEEP_CSV), provenance.collect(cfg, stage="aggregate_finetune", rule=SELECTION_RULE))
+    write_csv(sw, paths.product(profile, paths.LR_SWEEP_CSV), provenance.collect(cfg, stage="aggregate_finetune", rule=rule_text(lr_rule(profile))))
     return paths.product(profile, paths.FINETUNE_CSV)
 
 

@@ -54,7 +54,7 @@ TIMING_COLUMNS = ["train_seconds", "peak_memory_mb"]
 # the code a run's result depends on: lib.train and every lib module it imports, transitively
 # (lib.pipeline.codegraph); a change to any of them (lib/schedule.py too) trains the runs again
 CODE = ("lib.train",)
-NOT_SWEEP = ("threads", "lr_extend")  # stage params that say how to run / search, not how to train
+NOT_SWEEP = ("threads", "lr_extend", "lr_rule")  # stage params that say how to run / search, not how to train
 
 
 def recipe(profile: str) -> dict:
@@ -66,6 +66,12 @@ def recipe(profile: str) -> dict:
 def lr_extend(profile: str) -> int:
     """How many rates a sweep may add beyond an end of its grid (``lr_extend``, 0 if unset)."""
     return int(config.stage_params(STAGE, profile).get("lr_extend") or 0)
+
+
+def lr_rule(profile: str) -> str:
+    """The selection rule of the profile's sweeps (``lr_rule``: "best", the default, or "one_se";
+    :mod:`lib.selection`)."""
+    return str(config.stage_params(STAGE, profile).get("lr_rule") or "best")
 
 
 def code_hash(root=codegraph.ROOT) -> str:
@@ -206,10 +212,10 @@ class Unit:
         if hp is not None:
             self.recipe = {k: v for k, v in hp.items() if k != "lr"}
             self.grid = [hp["lr"]] if hp.get("lr") is not None else lr_grid(self.profile, method)
-            self.extend = 0
+            self.extend, self.rule = 0, "best"
         else:
             self.recipe, self.grid = recipe(self.profile), lr_grid(self.profile, method)
-            self.extend = lr_extend(self.profile)
+            self.extend, self.rule = lr_extend(self.profile), lr_rule(self.profile)
         self.grid = [resolve_hp({**self.recipe, "lr": lr})["lr"] for lr in self.grid]
         self.runs = list(runs) if runs is not None else [r for r in unit_runs(cfg, task) if r.method == method]
         for r in self.runs:
@@ -249,7 +255,8 @@ class Unit:
                 return pts, rows, None
             nxt = next_rate(lrs, rows, added, self.extend)
             if nxt is None:
-                return pts, rows, float(choose_lr(rows))
+                n_val = len(self.shared.splits()[1].labels) if self.rule == "one_se" else None
+                return pts, rows, float(choose_lr(rows, self.rule, n_val))
             lrs, added = sorted(lrs + [nxt]), added + 1
 
     @property
