@@ -291,6 +291,12 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
         "tasks": _names("task", None),
         "methods": _names("method", "list at least one method (params/methods/<method>.yaml)"),
         "seeds": _SEEDS,
+        # study v3: the sweeps' seed, one no study run uses (absent: the first of seeds, whose study run
+        # then reuses its sweep point), and a seed-noise subset (these tasks x these extra seeds)
+        "sweep_seed": _int(min=0),
+        "seed_noise": F(kind=dict, required=("tasks", "seeds"), keys={
+            "tasks": _names("task", "list the seed-noise subset's tasks, or remove seed_noise"),
+            "seeds": _SEEDS}),
         "ablations": F(kind=dict, key_name="method", values=F(kind=dict, required=("variants",), keys={
             "variants": _names("variant", "list at least one variant, or remove this method's ablation "
                                           "(write `ablations: !replace {}` to clear every ablation)",
@@ -320,7 +326,12 @@ STAGE_SCHEMAS: dict[str, F] = {
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
         "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
         "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se"))}),
-    "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={"batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS}),
+    # forgetting_panel (study v3): the tasks whose ID test split measures every run's forgetting (null or
+    # absent: every task, every domain, world v2's full cross-evaluation)
+    "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={
+        "batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS,
+        "forgetting_panel": F(kind=list, items=F(kind=str, name="task"), unique=True, nonempty=True, nullable=True,
+                              empty="list the panel's tasks, or write null for every task")}),
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }
 

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from . import io, metrics, models, paths, schema
+from .config import ConfigError
 from .splits import DatasetSource, Split, iterate
 from .progress import progress as progress_bar
 
@@ -128,12 +129,21 @@ def flips(pred_zero_shot: np.ndarray, pred_finetuned: np.ndarray, labels) -> dic
             "n_correct_zero_shot": int(zs.sum()), "n_correct_finetuned": int(ft.sum())}
 
 
-def eval_splits(source: DatasetSource) -> list[tuple[str, str, str]]:
-    """(task, domain, split) of every test split of the profile: ID test and shifted domains."""
-    out = []
-    for name, spec in source.tasks().items():
-        out += [(name, d, "test") for d in spec.domains]
-    return out
+def eval_splits(source: DatasetSource, train_task: str | None = None,
+                panel: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(task, domain, split) of the test splits a run is evaluated on. Without a ``panel`` (or with
+    no ``train_task``: the zero-shot stage) every test split of the profile: each task's ID test and
+    shifted domains. With a forgetting ``panel`` (``forgetting_panel`` in params/03_evaluate.yaml, study
+    v3), a run of ``train_task`` is evaluated on its own task's domains and on the ID test split of
+    each panel task, so evaluation grows linearly with the number of tasks, not with its square."""
+    tasks = source.tasks()
+    if panel is None or train_task is None:
+        return [(name, d, "test") for name, spec in tasks.items() for d in spec.domains]
+    unknown = [t for t in [train_task, *panel] if t not in tasks]
+    if unknown:
+        raise ConfigError(f"forgetting_panel / the run name unknown task(s) {unknown}; valid: {', '.join(tasks)}")
+    out = [(train_task, d, "test") for d in tasks[train_task].domains]
+    return out + [(t, tasks[t].id_domain, "test") for t in panel if t != train_task]
 
 
 def zero_shot_table(bundle, source: DatasetSource, profile: str, batch_size: int = 256,

@@ -87,12 +87,12 @@ def _cache_problem(cache, key: dict) -> str | None:
 
 
 def evaluate_run(run: RunId, profile: str, base, base_state: str, source, zs_rows: dict,
-                 batch_size: int, num_workers: int) -> list[dict]:
+                 batch_size: int, num_workers: int, panel: list[str] | None = None) -> list[dict]:
     """Rows of evaluation.csv for one complete run (cached in ``<run>/eval.json``)."""
     rdir = run.dir(profile)
     meta = train.load_meta(rdir)
     state_fp = _file_hash(rdir / RunId.STATE)
-    splits = eval_splits(source)
+    splits = eval_splits(source, run.task, panel)
     key = {"version": EVAL_VERSION, "code": code_hash(),
            "state": state_fp, "state_sha256": file_sha256(rdir / RunId.STATE),
            "request": meta.get("request_fingerprint"), "base": base_state,
@@ -150,6 +150,7 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     profile = cfg["name"]
     p = config.stage_params(STAGE, profile)  # validated by the schema (batch_size >= 1, num_workers >= 0)
     batch_size, num_workers = p["batch_size"], p["num_workers"]
+    panel = p.get("forgetting_panel")  # None: every task (world v2); study v3: a fixed panel
     source = source_for(cfg)
     source.task(task)
     source.check()
@@ -169,7 +170,7 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     rows, timing = [], []
     for i, r in enumerate(rs, 1):
         t0 = time.perf_counter()
-        got = evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers)
+        got = evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers, panel)
         seconds = time.perf_counter() - t0
         cached = isinstance(got, CachedRows)
         timing.append({"run": r.label, "seconds": seconds, "images": int(sum(x["n_images"] for x in got)),

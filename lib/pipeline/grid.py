@@ -67,6 +67,18 @@ def runs(cfg: dict, validate: bool = True) -> list[RunId]:
                     raise ConfigError(f"{src}: grid.ablations.{m}.tasks names unknown task {t!r}"
                                       f"{config._suggest(t, valid_tasks)}; valid tasks: {', '.join(valid_tasks)}")
     out = [RunId(t, m, "default", int(s)) for t in tasks for m in methods for s in g.get("seeds", [0])]
+    noise = g.get("seed_noise") or {}
+    if validate:
+        for t in noise.get("tasks") or []:
+            if t not in tasks:
+                raise ConfigError(f"{src}: grid.seed_noise.tasks names {t!r}, which is not a task of the grid"
+                                  f"{config._suggest(t, tasks)}; valid: {', '.join(tasks)}")
+        used = {int(x) for x in [*g.get("seeds", [0]), *(noise.get("seeds") or [])]}
+        if g.get("sweep_seed") is not None and int(g["sweep_seed"]) in used:
+            raise ConfigError(f"{src}: grid.sweep_seed {g['sweep_seed']} is also a study seed: the sweeps need a "
+                              f"seed no study run uses (e.g. 100), so every study run is trained fresh")
+    out += [RunId(t, m, "default", int(s)) for t in noise.get("tasks") or [] for m in methods
+            for s in noise.get("seeds") or []]
     for m, spec in (g.get("ablations") or {}).items():
         known = config.method_params(m, cfg["name"]).get("variants") or {}
         for v in spec.get("variants", []):
@@ -105,8 +117,11 @@ def _validate_options(cfg: dict, rs: list[RunId]) -> None:
 
 
 def sweep_seed(cfg: dict) -> int:
-    """The seed of the learning-rate sweeps: the grid's first seed."""
-    return int((cfg.get("grid", {}).get("seeds") or [0])[0])
+    """The seed of the learning-rate sweeps: ``grid.sweep_seed`` (study v3: a seed no study run uses,
+    so every study run is trained fresh), else the grid's first seed (whose study run then reuses its
+    sweep point)."""
+    g = cfg.get("grid", {})
+    return int(g["sweep_seed"]) if g.get("sweep_seed") is not None else int((g.get("seeds") or [0])[0])
 
 
 def sweep_runs(cfg: dict, validate: bool = True, rs: list[RunId] | None = None) -> list[RunId]:

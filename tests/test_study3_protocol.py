@@ -1,0 +1,67 @@
+"""Study v3's protocol switches (params/profiles/study3.yaml, params/study3/): a sweep seed no study
+run uses, a seed-noise subset, and a fixed forgetting panel; every switch absent = world v2's protocol."""
+import copy
+
+import pytest
+
+from lib import config
+from lib.config import ConfigError
+from lib.evaluate import eval_splits
+from lib.pipeline import grid
+
+S3 = config.load_profile("study3")
+
+
+class FakeSource:
+    def __init__(self, tasks):
+        from lib.splits import TaskSpec
+        self._t = {t: TaskSpec(t, ["a", "b"], ["{}"], "id", ["s_mild", "s_strong"], "k") for t in tasks}
+
+    def tasks(self):
+        return self._t
+
+
+def test_panel_makes_evaluation_linear_in_tasks():
+    src = FakeSource([f"t{i}" for i in range(10)])
+    full = eval_splits(src, "t3")
+    assert len(full) == 30 and eval_splits(src) == full  # no panel: every task, every domain
+    got = eval_splits(src, "t3", ["t0", "t3", "t7"])
+    assert got == [("t3", "id", "test"), ("t3", "s_mild", "test"), ("t3", "s_strong", "test"),
+                   ("t0", "id", "test"), ("t7", "id", "test")]
+    with pytest.raises(ConfigError, match="unknown task"):
+        eval_splits(src, "t3", ["nope"])
+
+
+def test_study3_grid_one_seed_fresh_runs_and_a_seed_noise_subset():
+    rs = grid.runs(S3)
+    tasks, methods = S3["world"]["tasks"], S3["grid"]["methods"]
+    assert len(rs) == len(tasks) * len(methods) + 8 * len(methods) * 2
+    assert grid.sweep_seed(S3) == 100 and {r.seed for r in rs} == {0, 1, 2}
+    assert all(r.seed == 100 for r in grid.sweep_runs(S3, rs=rs))
+    noisy = {r.task for r in rs if r.seed > 0}
+    assert noisy == set(S3["grid"]["seed_noise"]["tasks"])
+    d = S3["world"]["design"]
+    for key in ("seed_noise",):  # one task per cell and per family
+        ts = S3["grid"][key]["tasks"]
+        assert len({tuple(d[t].values()) for t in ts}) == 8 and len({t.rsplit("_", 1)[0] for t in ts}) == 8
+    panel = config.stage_params("03_evaluate", "study3")["forgetting_panel"]
+    assert len({tuple(d[t].values()) for t in panel}) == 8 and not set(panel) & set(S3["grid"]["seed_noise"]["tasks"])
+
+
+def test_a_sweep_seed_used_by_a_study_run_is_refused():
+    cfg = copy.deepcopy(S3)
+    cfg["grid"]["sweep_seed"] = 1
+    with pytest.raises(ConfigError, match="sweep_seed 1 is also a study seed"):
+        grid.runs(cfg)
+    cfg = copy.deepcopy(S3)
+    cfg["grid"]["seed_noise"]["tasks"] = ["objects_b", "nope_z"]
+    with pytest.raises(ConfigError, match="seed_noise.tasks names 'nope_z'"):
+        grid.runs(cfg)
+
+
+def test_world_v2_profiles_keep_their_protocol():
+    for p in ("mini", "smoke"):
+        cfg = config.load_profile(p)
+        assert grid.sweep_seed(cfg) == cfg["grid"]["seeds"][0]
+        assert config.stage_params("03_evaluate", p).get("forgetting_panel") is None
+        assert config.stage_params("02_finetune", p).get("lr_rule") is None
