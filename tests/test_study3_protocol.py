@@ -65,3 +65,15 @@ def test_world_v2_profiles_keep_their_protocol():
         assert grid.sweep_seed(cfg) == cfg["grid"]["seeds"][0]
         assert config.stage_params("03_evaluate", p).get("forgetting_panel") is None
         assert config.stage_params("02_finetune", p).get("lr_rule") is None
+
+
+def test_training_check_needs_a_majority_of_methods_on_every_task():
+    import pandas as pd
+    from lib.analysis import report, tables
+    rows = []
+    for task, beat in (("t0", 5), ("t1", 3), ("t2", 2)):
+        for i, m in enumerate(["full", "clip_adapter", "lora", "bitfit", "aclip"]):
+            rows.append({"train_task": task, "method": m, "variant": "default", "seed": 0, "no_val_gain": i >= beat})
+    df = tables.training_check(pd.DataFrame(rows))
+    assert df.set_index("task")["passed"].to_dict() == {"t0": True, "t1": True, "t2": False, "all": False}
+    assert "not on t2 (2 of 5 methods)" in report.training_summary(df)

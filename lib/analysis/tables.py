@@ -255,6 +255,27 @@ def run_flags(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
     return order_methods(out)[["method", "runs"] + FLAGS]
 
 
+# Train long enough (study v3, docs/world.md): on every task, MORE THAN this share of the methods beat
+# the zero-shot model on ID validation (a method beats it on a task when most of its default-variant
+# runs there do not carry no_val_gain)
+TRAINING_MAJORITY = 0.5
+
+
+def training_check(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Per task: how many methods' best ID-validation accuracy beats the zero-shot model's (``no_val_gain``
+    False for most of the method's runs on the task), and whether more than :data:`TRAINING_MAJORITY` of
+    the methods do; a last row ``task = 'all'``: the tasks that pass, and whether every task does."""
+    r = runs[runs["variant"] == variant]
+    beats = (~r["no_val_gain"].astype(bool)).groupby([r["train_task"], r["method"]]).mean() > 0.5
+    per = beats.groupby(level=0).agg(["sum", "size"])
+    out = pd.DataFrame({"task": per.index, "methods": per["size"].to_numpy(),
+                        "methods_beating_zero_shot": per["sum"].astype(int).to_numpy()})
+    out["passed"] = out["methods_beating_zero_shot"] > TRAINING_MAJORITY * out["methods"]
+    summary = {"task": "all", "methods": np.nan, "methods_beating_zero_shot": int(out["passed"].sum()),
+               "passed": bool(out["passed"].all())}
+    return pd.concat([out, pd.DataFrame([summary])], ignore_index=True)
+
+
 def headline(summary: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
     """One row per method in accuracy points (x100): ID gain, DG gain, CF drop, balance with their
     t intervals over tasks; flagged runs; tasks and seeds."""
@@ -563,6 +584,7 @@ def compute(res: dict) -> dict:
     runs = run_level(ev, ft)
     out = {**res, "runs": runs, "seed_aggregate": seed_aggregate(ev), "zero_shot_summary": zero_shot_summary(zs),
            "world_check": world_check(zs), "ablations": ablation_table(runs, ft), "alignment": alignment(ev, runs),
-           "run_flags": run_flags(runs), **claim_tables(zs, runs, gain_points(zs, ev, runs))}
+           "run_flags": run_flags(runs), "training_check": training_check(runs),
+           **claim_tables(zs, runs, gain_points(zs, ev, runs))}
     out["headline"] = headline(out["method_summary"], out["run_flags"])
     return out

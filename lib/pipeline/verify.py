@@ -145,6 +145,7 @@ KEYS = {
     "seed_aggregate.csv": ["train_task", "method", "variant", "eval_task", "eval_domain"],
     "world_check.csv": ["task"],
     "manipulation_checks.csv": ["check"],
+    "training_check.csv": ["task"],
     "zero_shot_summary.csv": ["task", "domain"],
 }
 CLAIMS = "claims.csv"
