@@ -325,13 +325,20 @@ STAGE_SCHEMAS: dict[str, F] = {
         "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
         "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
-        "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se"))}),
+        "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se")),
+        # precision (optional; absent = fp32, every profile before colab): "fp16" = fp16 autocast and a
+        # GradScaler on CUDA (fp32 elsewhere), "bf16" = bf16 autocast on any device (lib.train.amp)
+        "precision": F(kind=str, choices=("fp32", "fp16", "bf16"))}),
     # forgetting_panel (study v3): the tasks whose ID test split measures every run's forgetting (null or
     # absent: every task, every domain, world v2's full cross-evaluation)
     "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={
         "batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS,
         "forgetting_panel": F(kind=list, items=F(kind=str, name="task"), unique=True, nonempty=True, nullable=True,
-                              empty="list the panel's tasks, or write null for every task")}),
+                              empty="list the panel's tasks, or write null for every task"),
+        # sweep_eval_images (study v3): evaluate every learning-rate sweep point too (ID, DG and forgetting
+        # accuracy) on the first N test images of each of its splits; null or absent: sweep points are not
+        # evaluated (their sweep_evaluation.csv holds no rows)
+        "sweep_eval_images": _int(min=1, nullable=True)}),
     "04_figures": F(kind=dict, keys={"publish": F(kind=bool)}),
 }
 
@@ -340,7 +347,7 @@ STAGE_SCHEMAS: dict[str, F] = {
 _RUN_KEYS = ("epochs", "batch_size", "momentum", "weight_decay", "warmup_steps", "cosine", "cache_features",
              "eval_batch_size", "num_workers")
 RUN_HP_SCHEMA = F(kind=dict, required=("lr", *_RUN_KEYS), keys={
-    "lr": _num(min=0, min_open=True), **{k: STAGE_SCHEMAS["02_finetune"].keys[k] for k in _RUN_KEYS}})
+    "lr": _num(min=0, min_open=True), **{k: STAGE_SCHEMAS["02_finetune"].keys[k] for k in (*_RUN_KEYS, "precision")}})
 
 # Pretraining's hyperparameters (lib.pretrain.validate): the 00_pretrain keys without the seed and the
 # thread count (the stage passes the seed on its own; threads say how to run, not how to train)

@@ -59,6 +59,8 @@ FINETUNE_TIMING_CSV = "results/finetune_timing.csv"
 EVALUATION_CSV = "results/evaluation.csv"
 UNIT_NOTEBOOK = "runs/{task}/02_finetune.ipynb"
 UNIT_EVAL_CSV = "runs/{task}/{method}/evaluation.csv"
+UNIT_SWEEP_EVAL_CSV = "runs/{task}/{method}/sweep_evaluation.csv"
+SWEEP_EVALUATION_CSV = "results/sweep_evaluation.csv"
 CLAIMS_MD = "figures/claims.md"
 
 

@@ -175,6 +175,32 @@ def lr_sweep(sweep: pd.DataFrame):
     return fig
 
 
+def sweep_tradeoff(tr: pd.DataFrame):
+    """Each method's trade-off along the learning rate: x = CF drop, y = ID gain (points), one line per
+    method through its rates in order (marker size grows with the rate; the rate most often selected
+    is ringed), from ``sweep_tradeoff.csv`` (means over the tasks that tried each rate)."""
+    style()
+    methods = _methods_in(tr)
+    pal, mks = method_palette(methods), method_markers(methods)
+    fig, ax = plt.subplots(figsize=(4.2, 3.7))
+    for m in methods:
+        g = tr[tr["method"] == m].sort_values("lr")
+        x, y = 100 * g["cf_drop"].to_numpy(float), 100 * g["id_gain"].to_numpy(float)
+        ax.plot(x, y, color=pal[m], lw=1.0, label=_mlabel(m))
+        for k, (xi, yi) in enumerate(zip(x, y)):
+            ax.plot([xi], [yi], ls="none", marker=mks[m], color=pal[m], mec="k", mew=0.4, ms=3 + 1.5 * k)
+        if len(g) and g["selected"].max() > 0:
+            j = int(np.argmax(g["selected"].to_numpy()))
+            ax.plot([x[j]], [y[j]], ls="none", marker="o", mfc="none", mec=pal[m], mew=1.2, ms=12)
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.axvline(0, color="0.5", lw=0.6)
+    ax.set(xlabel="CF drop on the panel (points)", ylabel="ID gain (points)",
+           title="Along the learning rate (larger marker = larger rate)")
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 # ============================================================================= study figures
 # Drawn only from the tables of ``lib.analysis.compute`` (every number printed on a figure is a
 # value of those tables; tests/test_figures_consistency.py checks it). Accuracies in points (x100).
@@ -475,6 +501,7 @@ FIGURES = {
     "alignment_shift": lambda t: alignment_shift(t["alignment"]),
     "ablations": lambda t: ablations(t["ablations"]),
     "lr_sweep": lambda t: lr_sweep(t["lr_sweep"]),
+    "sweep_tradeoff": lambda t: sweep_tradeoff(t["sweep_tradeoff"]),
 }
 
 
@@ -485,6 +512,8 @@ def draw(tables: dict, name: str):
     if name == "alignment_shift" and not len(tables.get("alignment", [])):
         return None
     if name == "lr_sweep" and not len(tables.get("lr_sweep", pd.DataFrame()).get("best_val_acc", pd.Series()).dropna()):
+        return None
+    if name == "sweep_tradeoff" and not len(tables.get("sweep_tradeoff", [])):
         return None
     return FIGURES[name](tables)
 

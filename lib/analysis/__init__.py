@@ -38,6 +38,9 @@ def load_results(profile_or_dir) -> dict:
     sweep = rd / paths.name(paths.LR_SWEEP_CSV)
     if sweep.exists():  # optional: written beside finetune.csv when a profile sweeps
         out["lr_sweep"] = pd.read_csv(sweep)
+    sweep_ev = rd / paths.name(paths.SWEEP_EVALUATION_CSV)
+    if sweep_ev.exists():  # optional: every sweep point evaluated (study v3; no rows elsewhere)
+        out["sweep_evaluation"] = pd.read_csv(sweep_ev)
     tables = {"zero_shot": schema.ZERO_SHOT, "finetune": schema.FINETUNE, "evaluation": schema.EVALUATION}
     for name in RESULT_FILES:
         f = rd / f"{name}.csv"
@@ -77,7 +80,7 @@ def compute(results, cfg: dict | None = None) -> dict:
 PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "effects": True, "predictors": True,
                     "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
                     "alignment": True, "ablations": True, "zero_shot_summary": True, "run_flags": True,
-                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "training_check": True, "claims": False, "claim_tests": True, "gain_points": False,
+                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "training_check": True, "sweep_tradeoff": True, "claims": False, "claim_tests": True, "gain_points": False,
                     "runs": False, "seed_aggregate": False}
 
 

@@ -276,6 +276,26 @@ def training_check(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame
     return pd.concat([out, pd.DataFrame([summary])], ignore_index=True)
 
 
+def sweep_tradeoff(sw: pd.DataFrame) -> pd.DataFrame:
+    """Each method's trade-off along the learning rate (study v3: ``sweep_evaluation.csv``, every sweep
+    point on the first ``sweep_eval_images`` test images of each split). Per (method, task, lr): ID gain
+    (the ID split), DG gain (mean over the shifted domains) and CF drop (mean over the panel's other
+    tasks: zero-shot minus fine-tuned), in accuracy; then per (method, lr) their means over the tasks
+    that tried the rate, with ``n_tasks`` and ``selected`` (how many of those tasks selected it)."""
+    cols = ["method", "lr", "n_tasks", "selected", "id_gain", "dg_gain", "cf_drop"]
+    if sw is None or not len(sw):
+        return pd.DataFrame(columns=cols)
+    d = sw.assign(gain=sw["acc_finetuned"].astype(float) - sw["acc_zero_shot"].astype(float))
+    per = d.groupby(["method", "task", "lr", "schema"])["gain"].mean().unstack("schema")
+    sel = d.groupby(["method", "task", "lr"])["selected"].first().map(_as_bool)
+    per = per.reindex(columns=["ID", "DG", "CF"])
+    t = pd.DataFrame({"id_gain": per["ID"], "dg_gain": per["DG"], "cf_drop": -per["CF"], "selected": sel}).reset_index()
+    g = t.groupby(["method", "lr"])
+    out = pd.DataFrame({"n_tasks": g.size(), "selected": g["selected"].sum().astype(int),
+                        **{c: g[c].mean() for c in ("id_gain", "dg_gain", "cf_drop")}}).reset_index()
+    return order_methods(out)[cols]
+
+
 def headline(summary: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
     """One row per method in accuracy points (x100): ID gain, DG gain, CF drop, balance with their
     t intervals over tasks; flagged runs; tasks and seeds."""
@@ -586,5 +606,8 @@ def compute(res: dict) -> dict:
            "world_check": world_check(zs), "ablations": ablation_table(runs, ft), "alignment": alignment(ev, runs),
            "run_flags": run_flags(runs), "training_check": training_check(runs),
            **claim_tables(zs, runs, gain_points(zs, ev, runs))}
+    tr = sweep_tradeoff(res.get("sweep_evaluation"))
+    if len(tr):  # study v3: every sweep point evaluated (world v2's profiles have no such rows)
+        out["sweep_tradeoff"] = tr
     out["headline"] = headline(out["method_summary"], out["run_flags"])
     return out

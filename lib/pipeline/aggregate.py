@@ -24,6 +24,7 @@ from .common import base_model, cli
 from ..selection import rule_text
 from .finetune import (RESULT_COLUMNS, TIMING_COLUMNS, TaskData, Unit, finished_row, lr_rule, marker_problem,
                        sweep_table)
+from .evaluate import SWEEP_COLUMNS
 from .grid import evaluation_units, runs, sweep_runs
 
 
@@ -125,6 +126,13 @@ def aggregate_evaluation(profile: str) -> pd.DataFrame:
                                     "among n_won + n_lost at 1/2)",
                               inputs=inputs)
     write_csv(df, paths.product(profile, paths.EVALUATION_CSV), prov)
+    sweep = [pd.read_csv(paths.product(profile, paths.UNIT_SWEEP_EVAL_CSV, task=t, method=m))
+             for t, m in evaluation_units(rs) if paths.product(profile, paths.UNIT_SWEEP_EVAL_CSV, task=t, method=m).exists()]
+    sweep = [x for x in sweep if len(x)]
+    write_csv(pd.concat(sweep, ignore_index=True) if sweep else pd.DataFrame(columns=SWEEP_COLUMNS),
+              paths.product(profile, paths.SWEEP_EVALUATION_CSV),
+              provenance.collect(cfg, stage="03_evaluate", sweep_points="every sweep point on the first "
+                                 "sweep_eval_images test images of each split (params/03_evaluate.yaml)"))
     return df
 
 

@@ -23,9 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import config, models, paths, schema, train
+from .. import methods as M
 from ..config import ConfigError
 from ..data import source_for
 from ..evaluate import EVAL_COLUMNS, MEASURES, eval_splits, run_measures, schema_of
@@ -34,7 +36,7 @@ from ..paths import RunId
 from ..progress import log
 from . import codegraph
 from .common import base_model, cli, setup
-from .finetune import finished_row, marker_problem
+from .finetune import Unit, finished_row, marker_problem
 from .grid import evaluation_units, runs
 
 STAGE = "03_evaluate"
@@ -185,9 +187,55 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     write_csv(df, out, {"unit": f"{task}/{method}", "eval_version": EVAL_VERSION,
                         "inputs": {r.label: content_hash(x) for r, x in zip(rs, _by_run(rows, rs))}},
               float_format=None)
+    t0 = time.perf_counter()
+    srows = sweep_rows(cfg, task, method, base, source, panel, p.get("sweep_eval_images"), batch_size, num_workers)
+    write_csv(pd.DataFrame(srows, columns=SWEEP_COLUMNS),
+              paths.product(profile, paths.UNIT_SWEEP_EVAL_CSV, task=task, method=method),
+              {"unit": f"{task}/{method}", "sweep_eval_images": p.get("sweep_eval_images")})
+    if srows and progress:
+        log(f"evaluated {len({x['lr'] for x in srows})} sweep points of {task}/{method} on "
+            f"{p.get('sweep_eval_images')} images per split ({time.perf_counter() - t0:.1f} s)")
     write_json(paths.unit_eval_timing(profile, task, method), {"unit": f"{task}/{method}", "start": started,
                                                  "end": time.time(), "runs": timing})
     return df
+
+
+SWEEP_COLUMNS = ["task", "method", "lr", "seed", "selected", "nonfinite", "eval_task", "eval_domain", "schema",
+                 "n_images", "acc_zero_shot", "acc_finetuned"]
+
+
+def sweep_rows(cfg: dict, task: str, method: str, base, source, panel: list[str] | None, n_images: int | None,
+               batch_size: int, num_workers: int) -> list[dict]:
+    """Every learning-rate sweep point of the unit (the extension's too) evaluated like a study run but on
+    the first ``n_images`` test images of each of its splits (``sweep_eval_images``), accuracy only,
+    with the zero-shot model's accuracy on the same images: the trade-off of ID gain, DG gain and
+    forgetting along the learning rate. None / 0 (world v2's profiles): no rows."""
+    if not n_images:
+        return []
+    profile = cfg["name"]
+    pts, prows, sel = Unit(cfg, task, method).sweep_state()
+    if not pts:
+        return []  # one rate: no sweep
+    if any(r is None for r in prows) or sel is None:
+        raise FileNotFoundError(f"the sweep of {task}/{method} is not finished: make finetune PROFILE={profile}")
+    id_domain = source.task(task).id_domain
+    splits = []
+    for t, d, sp in eval_splits(source, task, panel):
+        full = source.load(t, d, sp)
+        splits.append((t, d, full.subset(np.arange(min(int(n_images), len(full))))))
+    zs = M.build(base.model, "full")  # untrained: the zero-shot model itself
+    zs_acc = {(t, d): train.accuracy(zs, sp, base, batch_size, num_workers=num_workers) for t, d, sp in splits}
+    del zs
+    rows = []
+    for r, row in zip(pts, prows):
+        clf = train.load_run(base, r.dir(profile))
+        for t, d, sp in splits:
+            rows.append({"task": task, "method": method, "lr": r.lr, "seed": r.seed, "selected": r.lr == sel,
+                         "nonfinite": bool(row.get("nonfinite")), "eval_task": t, "eval_domain": d,
+                         "schema": schema_of(task, t, d, id_domain), "n_images": len(sp),
+                         "acc_zero_shot": zs_acc[(t, d)],
+                         "acc_finetuned": train.accuracy(clf, sp, base, batch_size, num_workers=num_workers)})
+    return rows
 
 
 def _by_run(rows: list[dict], rs: list[RunId]) -> list[list[dict]]:

@@ -146,6 +146,7 @@ KEYS = {
     "world_check.csv": ["task"],
     "manipulation_checks.csv": ["check"],
     "training_check.csv": ["task"],
+    "sweep_tradeoff.csv": ["method", "lr"],
     "zero_shot_summary.csv": ["task", "domain"],
 }
 CLAIMS = "claims.csv"
