@@ -77,3 +77,24 @@ def test_training_check_needs_a_majority_of_methods_on_every_task():
     df = tables.training_check(pd.DataFrame(rows))
     assert df.set_index("task")["passed"].to_dict() == {"t0": True, "t1": True, "t2": False, "all": False}
     assert "not on t2 (2 of 5 methods)" in report.training_summary(df)
+
+
+def test_sweep_tradeoff_means_over_the_tasks_that_tried_each_rate():
+    import pandas as pd
+    from lib import plots
+    from lib.analysis import tables
+    rows = []
+    for task, lrs in (("t0", (0.1, 0.3)), ("t1", (0.1, 0.3, 1.0))):
+        for lr in lrs:
+            for schema, zs, ft in (("ID", 0.5, 0.5 + lr / 10), ("DG", 0.4, 0.42), ("CF", 0.6, 0.6 - lr / 5)):
+                rows.append({"task": task, "method": "lora", "lr": lr, "seed": 100, "selected": lr == 0.3,
+                             "nonfinite": False, "eval_task": task if schema != "CF" else "p",
+                             "eval_domain": schema, "schema": schema, "n_images": 50,
+                             "acc_zero_shot": zs, "acc_finetuned": ft})
+    tr = tables.sweep_tradeoff(pd.DataFrame(rows)).set_index("lr")
+    assert tr["n_tasks"].to_dict() == {0.1: 2, 0.3: 2, 1.0: 1}
+    assert tr.loc[0.3, "selected"] == 2 and abs(tr.loc[1.0, "cf_drop"] - 0.2) < 1e-12
+    assert abs(tr.loc[0.1, "id_gain"] - 0.01) < 1e-12 and abs(tr.loc[0.3, "dg_gain"] - 0.02) < 1e-12
+    assert tables.sweep_tradeoff(pd.DataFrame(columns=rows[0].keys())).empty
+    fig = plots.sweep_tradeoff(tr.reset_index())
+    assert fig.axes[0].get_xlabel().startswith("CF drop")
