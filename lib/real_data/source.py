@@ -11,15 +11,26 @@ import numpy as np
 
 from ..config import ConfigError, check_type
 from ..splits import DatasetSource, Split, TaskSpec, register_source
+from .cifar import CIFAR10Task
 from .common import SPLITS, RealTask, _seed_of, fingerprint_files
+from .digits import MNISTTask
+from .dtd import DTDTask
 from .eurosat import EuroSATTask
+from .eurosat_fewshot import EuroSATFewShotTask
+from .flowers102 import Flowers102Task
+from .gtsrb import GTSRBTask
 from .imagenet import ImageNetTask
+from .pets import PetsTask
+from .rendered_sst2 import RenderedSST2Task
 from .wilds import Camelyon17Task, FMoWTask, IWildCamTask
 
 
-# name -> task; adding a dataset = adding one entry here.
+# name -> task; adding a dataset = adding one entry here. The paper profile's tasks, then the tasks
+# that download themselves (the colab profile: lib/real_data/fewshot.py, docs/colab.md).
 TASKS: dict[str, RealTask] = {t.name: t for t in (
-    ImageNetTask(), IWildCamTask(), FMoWTask(), Camelyon17Task(), EuroSATTask())}
+    ImageNetTask(), IWildCamTask(), FMoWTask(), Camelyon17Task(), EuroSATTask(),
+    MNISTTask(), CIFAR10Task(), EuroSATFewShotTask(), GTSRBTask(), DTDTask(), Flowers102Task(), PetsTask(),
+    RenderedSST2Task())}
 
 
 # ============================================================================= source
