@@ -21,11 +21,18 @@ encodes the train and validation images and the prompts once; the adapters then 
 features.  The model is always in eval mode, so this is the same computation as running the
 backbone at every step (``tests/test_train.py`` checks the trained adapters agree to 1e-6).
 
+Precision (``hp['precision']``, optional; absent or ``fp32``: full precision, every profile but
+``colab``): ``fp16`` runs the forward passes of training and validation under fp16 autocast with a
+``torch.amp.GradScaler`` on CUDA only (elsewhere the run stays fp32, said once in the log); ``bf16``
+runs them under bf16 autocast on any device (no scaler: bf16 has fp32's range). Parameters, the
+optimizer state and the saved state stay fp32 (:class:`Amp`).
+
 Hyperparameter VALUES live in ``params/02_finetune.yaml`` (and a method's learning rate in
 ``params/methods/<method>.yaml``) only; :data:`HP_KEYS` is the list of keys a run needs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
@@ -126,8 +133,46 @@ def _nonfinite_param(clf) -> str | None:
     return None
 
 
+class Amp:
+    """A run's precision (``hp['precision']``): the autocast context of its forward passes and how a
+    loss is turned into an optimizer step. ``None`` / ``"fp32"``: no autocast, ``loss.backward()``,
+    ``opt.step()`` (the same operations as before the option existed, so the same bytes). ``"fp16"``
+    on CUDA: fp16 autocast and a GradScaler (it skips a step whose gradients overflowed and lowers
+    its scale); on another device fp16 is not used (the run is fp32). ``"bf16"``: bf16 autocast on
+    the run's device, no scaler."""
+
+    def __init__(self, precision: str | None, device: torch.device):
+        self.precision = precision or "fp32"
+        self.device_type = device.type
+        self.dtype, self.scaler = None, None
+        if self.precision == "fp16" and device.type == "cuda":
+            self.dtype = torch.float16
+            self.scaler = torch.amp.GradScaler("cuda")
+        elif self.precision == "bf16":
+            self.dtype = torch.bfloat16
+
+    @property
+    def active(self) -> bool:
+        return self.dtype is not None
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward_step(self, loss: torch.Tensor, opt) -> None:
+        if self.scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+
+
 # ----------------------------------------------------------------------------- finetune
-def _train_epoch(clf, batches, fixed_text, text_features, opt, sched, bar, epoch: int, step: int):
+def _train_epoch(clf, batches, fixed_text, text_features, opt, sched, bar, epoch: int, step: int,
+                 amp: Amp | None = None):
     """One epoch of SGD steps over ``batches(epoch)`` (image features, labels); the prompts'
     features are ``fixed_text`` when they cannot change, else ``text_features()`` at every step.
 
@@ -136,18 +181,24 @@ def _train_epoch(clf, batches, fixed_text, text_features, opt, sched, bar, epoch
     global step count after it, None or where training diverged (``{"epoch", "step", "lr",
     "what"}``), and the epoch's wall time.
     """
+    amp = amp or Amp(None, torch.device("cpu"))
     losses, t_epoch, nonfinite = [], time.perf_counter(), None
-    for feats, y in batches(epoch):
-        text = fixed_text if fixed_text is not None else text_features()
-        logits = clf.logit_scale.exp() * feats @ text.T
-        loss = F.cross_entropy(logits, y)
+    it = iter(batches(epoch))
+    while True:
+        with amp.autocast():  # the batch's forward pass (computed by the generator) under the run's precision
+            try:
+                feats, y = next(it)
+            except StopIteration:
+                break
+            text = fixed_text if fixed_text is not None else text_features()
+            logits = clf.logit_scale.exp() * feats @ text.T
+            loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
             nonfinite = {"epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
                          "what": f"loss {loss.item()}"}
             break
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        amp.backward_step(loss, opt)
         sched.step()
         step += 1
         losses.append(loss.item())
@@ -209,13 +260,17 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, total, hp["warmup_steps"], hp["cosine"]))
 
+    amp = Amp(hp.get("precision"), dev)
+    if hp.get("precision") == "fp16" and not amp.active:
+        log(f"{method}: precision fp16 applies on CUDA only; this run on {dev.type} is fp32")
     cached = bool(hp["cache_features"] and clf.backbone_frozen)
     if cached:
-        train_raw = _raw_image_features(clf, train_split, bundle, ebs, nw)
+        with amp.autocast():   # the frozen backbone's features, held in fp32 for the adapters
+            train_raw = _raw_image_features(clf, train_split, bundle, ebs, nw).float()
+            val_raw = _raw_image_features(clf, val_split, bundle, ebs, nw).float() if val_split is not None else None
+            with torch.no_grad():
+                text_raw = clf.clip.encode_text(tokens).float()
         train_y = torch.from_numpy(np.asarray(train_split.labels)).long().to(dev)
-        val_raw = _raw_image_features(clf, val_split, bundle, ebs, nw) if val_split is not None else None
-        with torch.no_grad():
-            text_raw = clf.clip.encode_text(tokens)
 
     def text_features() -> torch.Tensor:
         if cached:
@@ -236,15 +291,16 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
     def validate() -> float:
         if val_split is None:
             return float("nan")
-        text = text_features()
-        if cached:
-            pred = (clf.adapt_image(val_raw) @ text.T).argmax(-1).cpu().numpy()
-            return float((pred == np.asarray(val_split.labels)).mean())
-        return accuracy(clf, val_split, bundle, ebs, text, nw)
+        with amp.autocast():
+            text = text_features()
+            if cached:
+                pred = (clf.adapt_image(val_raw) @ text.T).argmax(-1).cpu().numpy()
+                return float((pred == np.asarray(val_split.labels)).mean())
+            return accuracy(clf, val_split, bundle, ebs, text, nw)
 
     fixed_text = None
     if not clf.text_changes and not cached:
-        with torch.no_grad():
+        with torch.no_grad(), amp.autocast():
             fixed_text = text_features()
 
     history, best_state, best_acc, best_epoch, step, nonfinite = [], None, -math.inf, 0, 0, None
@@ -253,7 +309,7 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
     try:
         for epoch in range(1, epochs + 1):
             losses, step, nonfinite, t_epoch = _train_epoch(clf, batches, fixed_text, text_features, opt, sched,
-                                                            bar, epoch, step)
+                                                            bar, epoch, step, amp)
             if nonfinite is not None:
                 log(f"{method}: training diverged ({nonfinite['what']} not finite at epoch {epoch}, "
                     f"step {step}, lr {nonfinite['lr']:g}); stopped, keeping the best state so far")
