@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -59,6 +60,7 @@ STATE_DIR = ".clipmis"      # under the data root: locks, stamps, markers
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 RETRIES = 3                 # resumed attempts per URL after a connection error
+RETRY_WAIT_S = 1.0          # wait before a resumed attempt: 1, 2, 4 s
 
 
 class DownloadError(FileNotFoundError):
@@ -149,16 +151,16 @@ def _locked(root: Path, res: Resource):
     except ImportError:          # no fcntl (Windows): run unguarded
         yield
         return
+    import errno
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            _log(f"{res.dataset}: another process is fetching {res.path}; waiting for it")
-            try:
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                _log(f"{res.dataset}: another process is fetching {res.path}; waiting for it")
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:      # a filesystem without locks: go on unguarded
-                pass
+            # else: a filesystem without locks (some network mounts): go on unguarded
         yield
     finally:
         os.close(fd)
@@ -219,12 +221,12 @@ def _fetch_url(url: str, part: Path, res: Resource, show: bool) -> None:
             if exc.code < 500 or attempt == RETRIES:
                 raise
             last_exc = exc
-            time.sleep(2 ** attempt)
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            time.sleep(RETRY_WAIT_S * 2 ** attempt)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, http.client.HTTPException) as exc:
             last_exc = exc
             if attempt < RETRIES:
-                wait = 2 ** attempt
-                _log(f"{res.dataset}: {type(exc).__name__}: {exc}; resuming in {wait} s "
+                wait = RETRY_WAIT_S * 2 ** attempt
+                _log(f"{res.dataset}: {type(exc).__name__}: {exc}; resuming in {wait:g} s "
                      f"(attempt {attempt + 2} of {RETRIES + 1})")
                 time.sleep(wait)
     raise last_exc  # type: ignore[misc]
