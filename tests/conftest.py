@@ -2,6 +2,7 @@
 for the tiny test models, and the shared tiny-model fixtures. ``lib`` is imported as the installed
 package (``pip install -e .``, done by ``make setup``)."""
 import gc
+import importlib.util
 import os
 
 import pytest
@@ -9,6 +10,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")       # never reach a model hub
 os.environ.setdefault("MPLBACKEND", "Agg")         # no display
 os.environ.setdefault("CLIPMIS_PROGRESS", "text")  # plain progress lines in test logs
+# the colab profile's class names and prompts come from clip-benchmark's package data, which the lock does
+# not carry: without the package, the tests read a copy of the entries they need (lib/real_data/clip_benchmark.py)
+if importlib.util.find_spec("clip_benchmark") is None:
+    os.environ.setdefault("CLIPMIS_CLIP_BENCHMARK_DIR",
+                          os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "clip_benchmark"))
 
 
 @pytest.fixture(scope="module", autouse=True)
