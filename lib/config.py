@@ -327,8 +327,12 @@ STAGE_SCHEMAS: dict[str, F] = {
         "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
         "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se")),
         # precision (optional; absent = fp32, every profile before colab): "fp16" = fp16 autocast and a
-        # GradScaler on CUDA (fp32 elsewhere), "bf16" = bf16 autocast on any device (lib.train.amp)
-        "precision": F(kind=str, choices=("fp32", "fp16", "bf16"))}),
+        # GradScaler on CUDA (fp32 elsewhere), "bf16" = bf16 autocast on any device (lib.train.Amp)
+        "precision": F(kind=str, choices=("fp32", "fp16", "bf16")),
+        # text_chunk (optional; absent = off): encode the class prompts with gradients in checkpointed chunks
+        # of this many prompts, recomputed in the backward pass (same numbers, the memory of one chunk):
+        # the colab profile's T4 holds DTD's 376 prompts that way (lib.train)
+        "text_chunk": _int(min=1)}),
     # forgetting_panel (study v3): the tasks whose ID test split measures every run's forgetting (null or
     # absent: every task, every domain, world v2's full cross-evaluation)
     "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={
@@ -347,7 +351,7 @@ STAGE_SCHEMAS: dict[str, F] = {
 _RUN_KEYS = ("epochs", "batch_size", "momentum", "weight_decay", "warmup_steps", "cosine", "cache_features",
              "eval_batch_size", "num_workers")
 RUN_HP_SCHEMA = F(kind=dict, required=("lr", *_RUN_KEYS), keys={
-    "lr": _num(min=0, min_open=True), **{k: STAGE_SCHEMAS["02_finetune"].keys[k] for k in (*_RUN_KEYS, "precision")}})
+    "lr": _num(min=0, min_open=True), **{k: STAGE_SCHEMAS["02_finetune"].keys[k] for k in (*_RUN_KEYS, "precision", "text_chunk")}})
 
 # Pretraining's hyperparameters (lib.pretrain.validate): the 00_pretrain keys without the seed and the
 # thread count (the stage passes the seed on its own; threads say how to run, not how to train)

@@ -27,6 +27,14 @@ Precision (``hp['precision']``, optional; absent or ``fp32``: full precision, ev
 runs them under bf16 autocast on any device (no scaler: bf16 has fp32's range). Parameters, the
 optimizer state and the saved state stay fp32 (:class:`Amp`).
 
+Memory (``hp['text_chunk']``, optional; absent: as before): the methods that train the text side
+encode every class prompt with gradients at every step, which dominates a step's memory when there
+are many prompts (DTD: 47 classes x 8 templates = 376). With ``text_chunk: n`` the prompts are
+encoded in chunks of ``n``, each under ``torch.utils.checkpoint`` (non-reentrant): a chunk keeps only
+its output and is recomputed in the backward pass, so a step holds the activations of one chunk, for
+one more forward pass of the prompts (open_clip's per-block checkpointing is not used: peft's LoRA
+parametrization saves other tensors when a block is recomputed, which the checkpoint refuses).
+
 Hyperparameter VALUES live in ``params/02_finetune.yaml`` (and a method's learning rate in
 ``params/methods/<method>.yaml``) only; :data:`HP_KEYS` is the list of keys a run needs.
 """
@@ -117,6 +125,17 @@ def accuracy(classifier: M.ClipClassifier, split: D.Split, bundle, batch_size: i
     for x, y in D.iterate(split, bundle, batch_size, num_workers=num_workers):
         correct += int((classifier.encode_image(x) @ text_features.T).argmax(-1).eq(y).sum())
     return correct / max(1, len(split))
+
+
+def _encode_text_chunked(clf: M.ClipClassifier, tokens: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Normalised prompt features, ``chunk`` prompts at a time, each chunk checkpointed (recomputed in
+    the backward pass instead of keeping its activations)."""
+    from torch.utils.checkpoint import checkpoint
+
+    def encode(t):
+        return clf.encode_text(t, normalize=True)
+    return torch.cat([checkpoint(encode, tokens[i:i + chunk], use_reentrant=False)
+                      for i in range(0, len(tokens), chunk)])
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -272,9 +291,13 @@ def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
                 text_raw = clf.clip.encode_text(tokens).float()
         train_y = torch.from_numpy(np.asarray(train_split.labels)).long().to(dev)
 
+    chunk = hp.get("text_chunk")
+
     def text_features() -> torch.Tensor:
         if cached:
             return models.class_mean(clf.adapt_text(text_raw), n_classes, n_templates)
+        if chunk and torch.is_grad_enabled():
+            return models.class_mean(_encode_text_chunked(clf, tokens, chunk), n_classes, n_templates)
         return models.class_text_features(clf, tokens, n_classes, n_templates)
 
     def batches(epoch: int):

@@ -109,3 +109,43 @@ def test_existing_profiles_do_not_set_precision_and_colab_does():
     for profile in config.available_profiles():
         p = config.stage_params("02_finetune", profile)
         assert p.get("precision") == ("fp16" if profile == "colab" else None), profile
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "aclip"])
+def test_text_chunks_same_numbers_less_memory(bundle, splits, method):
+    """Prompts encoded in checkpointed chunks train the same parameters (to float rounding: the chunks
+    are smaller matrix products) and keep the activations of one chunk only."""
+    train, val = splits
+    base = T.finetune(bundle, method, None, train, val, HP, seed=3, progress=False)
+    ck = T.finetune(bundle, method, None, train, val, {**HP, "text_chunk": 3}, seed=3, progress=False)
+    a, b = _state(base), _state(ck)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    assert ck.hp["text_chunk"] == 3 and "text_chunk" not in base.hp
+
+    from lib import models
+    clf = base.classifier
+    tokens = models.prompt_tokens(bundle, train.classnames, train.templates)   # 8 prompts
+
+    def saved(fn) -> int:
+        n = [0]
+
+        def pack(t):
+            n[0] += t.numel() * t.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+        return n[0]
+    full = saved(lambda: clf.encode_text(tokens, normalize=True))
+    chunked = saved(lambda: T._encode_text_chunked(clf, tokens, 3))
+    assert chunked * 5 < full
+    one = T._encode_text_chunked(clf, tokens, 3)
+    assert torch.allclose(one, clf.encode_text(tokens, normalize=True), atol=1e-6)
+    one.sum().backward()                      # the recomputation runs (and matches, or it raises)
+
+
+def test_colab_profile_chunks_the_prompts():
+    from lib import config
+    assert config.stage_params("02_finetune", "colab")["text_chunk"] == 64
+    for profile in config.available_profiles():
+        if profile != "colab":
+            assert "text_chunk" not in config.stage_params("02_finetune", profile), profile
