@@ -38,6 +38,21 @@ MEASURED = {
     "train_step": {"full": 1004.662, "lora": 748.805, "bitfit": 667.308, "aclip": 742.916},
     "train_step_image_only": {"full": 888.385, "lora": 676.136, "bitfit": 609.170, "aclip": 671.455},
 }
+# Activations a training step keeps for the backward pass (MiB; saved tensors, deduplicated by storage,
+# measured here under bf16 autocast on the CPU, the stand-in of the T4's fp16), and the T4's memory.
+ACTIVATIONS_MIB = {"full": {"image": 60.0, "prompt": 29.1}, "lora": {"image": 53.9, "prompt": 24.5}}
+STATE_GIB = {"full": 0.56 + 0.56 + 1.13, "lora": 0.56 + 0.57 + 0.01}   # base model, run copy, grads + momentum
+T4_GIB = 15.0
+
+
+def step_memory_gib(prompts: int, batch: int, chunk: int | None, method: str = "full") -> float:
+    """Peak memory of one training step (GiB): the state, the batch's image activations and the prompts'
+    (all of them, or one checkpointed chunk)."""
+    a = ACTIVATIONS_MIB[method]
+    held = min(prompts, chunk) if chunk else prompts
+    return STATE_GIB[method] + (batch * a["image"] + held * a["prompt"]) / 1024
+
+
 # Preprocessing (decode + open_clip's Resize(224, bicubic) / CenterCrop / ToTensor / Normalize), ms per
 # image on one core of this machine (Intel Xeon, shared with another job: load ~6 on 2 cores, so slow).
 PREPROCESS_MS = {"png_small": 1.7, "png96": 2.4, "jpg64": 2.0, "ppm": 1.6, "jpg_500": 5.9, "png448": 15.8}
@@ -98,6 +113,7 @@ def estimate(profile: str = "colab", measured=MEASURED, utilisation: float = UTI
     rates = {m: len(finetune.lr_grid(profile, m)) for m in methods}
     seeds = len(cfg["grid"]["seeds"])
     u = per_unit(measured)
+    recompute = u["text_fwd"] if hp.get("text_chunk") else 0.0   # checkpointed prompts: one more forward
     tflops = T4_PEAK_TFLOPS * utilisation
     sz = sizes(profile)
     test_all = sum(n for s in sz.values() for n in s["test"].values())
@@ -121,7 +137,7 @@ def estimate(profile: str = "colab", measured=MEASURED, utilisation: float = UTI
                 g = (s["train"] + s["val"]) * u["image_fwd"] + s["prompts"] * u["text_fwd"]
                 imgs = s["train"] + s["val"]
             else:
-                g = epochs * (s["train"] * u["image_train"][m] + spe * s["prompts"] * u["text_train"][m]
+                g = epochs * (s["train"] * u["image_train"][m] + spe * s["prompts"] * (u["text_train"][m] + recompute)
                               + s["val"] * u["image_fwd"] + s["prompts"] * u["text_fwd"])
                 imgs = epochs * (s["train"] + s["val"])
                 steps += runs * epochs * spe
@@ -149,7 +165,11 @@ def estimate(profile: str = "colab", measured=MEASURED, utilisation: float = UTI
                                download_mb / DOWNLOAD_MB_S / 60,
                                f"process starts ({n_proc} x {STARTUP_S:.0f} s, JOBS=1)": n_proc * STARTUP_S / 60})
     total = sum(r["min"] for r in table) + sum(fixed.values())
-    return {"sizes": sz, "per_unit": u, "table": table, "fixed": fixed, "total_min": total,
+    worst = max(sz, key=lambda t: sz[t]["prompts"])
+    memory = {"task": worst, "prompts": sz[worst]["prompts"],
+              "without_chunks": step_memory_gib(sz[worst]["prompts"], bs, None),
+              "with_chunks": step_memory_gib(sz[worst]["prompts"], bs, hp.get("text_chunk"))}
+    return {"sizes": sz, "per_unit": u, "table": table, "fixed": fixed, "total_min": total, "memory": memory,
             "tflops": tflops, "epochs": epochs, "batch_size": bs, "rates": rates, "seeds": seeds,
             "train_steps": steps, "test_images": test_all, "eval_runs": n_eval}
 
@@ -179,6 +199,10 @@ def markdown(est: dict) -> str:
     for k, v in est["fixed"].items():
         lines.append(f"| {k} | | | | | {v:.1f} |")
     lines.append(f"| **total** | | | | | **{est['total_min']:.0f}** |")
+    m = est["memory"]
+    lines.append(f"\nlargest step ({m['task']}, {m['prompts']} prompts, full fine-tuning): "
+                 f"{m['without_chunks']:.1f} GiB with every prompt's activations, {m['with_chunks']:.1f} GiB "
+                 f"with checkpointed chunks (text_chunk); a T4 has {T4_GIB:.0f} GiB")
     return "\n".join(lines)
 
 
