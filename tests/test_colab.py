@@ -603,6 +603,22 @@ def test_launcher_runs_the_profile_and_shows_results():
         compile(c, "cell", "exec")
 
 
+def test_launcher_gives_papermill_a_plain_kernel(tmp_path, monkeypatch):
+    """The kernel.json the launcher writes is the one papermill's `-k python3` finds when JUPYTER_PATH
+    names its folder (searched before the user's and the system's kernels)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    src = "".join(_launcher()["cells"][4]["source"])
+    assert 'env=dict(os.environ, JUPYTER_PATH=str(kernels))' in src
+    spec = re.search(r'\{"argv": \[sys.executable, "-m", "ipykernel_launcher", "-f", "\{connection_file\}"\]', src)
+    assert spec, "the launcher's kernel.json"
+    folder = tmp_path / "kernels" / "python3"
+    folder.mkdir(parents=True)
+    (folder / "kernel.json").write_text(json.dumps({"argv": ["/x/python", "-m", "ipykernel_launcher", "-f",
+                                                             "{connection_file}"], "display_name": "p", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/x/python"
+
+
 def _exec_gpu_cell(monkeypatch, path: str):
     cell = "".join(_launcher()["cells"][2]["source"])
     monkeypatch.setenv("PATH", path)
