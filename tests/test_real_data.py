@@ -67,7 +67,7 @@ def test_source_for_selects_real(root):
 
 def test_config_validation(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="unknown task"):
-        R.RealSource(fx.profile(tmp_path, tasks=["imagenet", "mnist"]))
+        R.RealSource(fx.profile(tmp_path, tasks=["imagenet", "not_a_task"]))
     with pytest.raises(ConfigError, match="data.shots"):
         R.RealSource(fx.profile(tmp_path, shots=0))
     with pytest.raises(ConfigError, match="val_fraction"):
