@@ -78,7 +78,7 @@ def finetune(cfg, task="objects", method="lora", variant="default", hp=None, opt
 
 # ----------------------------------------------------------------------------- unknown names
 def test_unknown_profile():
-    with pytest.raises(ConfigError, match=r"unknown profile 'nope'; valid profiles: mini, paper, smoke"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'; valid profiles: colab, mini, paper, smoke"):
         common.setup("nope")
 
 
@@ -266,12 +266,12 @@ def test_unreadable_file_is_named(params_copy, monkeypatch):
 
 
 @pytest.mark.parametrize("name,match", [
-    ("", r"no profile given \(PROFILE is empty\); valid profiles: mini, paper, smoke"),
+    ("", r"no profile given \(PROFILE is empty\); valid profiles: colab, mini, paper, smoke"),
     ("  ", r"no profile given"),
-    ("../smoke", r"'../smoke' is not a profile name .*no path.*valid profiles: mini, paper, smoke"),
+    ("../smoke", r"'../smoke' is not a profile name .*no path.*valid profiles: colab, mini, paper, smoke"),
     ("profiles/smoke", r"is not a profile name"),
     ("/", r"is not a profile name"),
-    ("smok", r"unknown profile 'smok' \(did you mean 'smoke'\?\); valid profiles: mini, paper, smoke"),
+    ("smok", r"unknown profile 'smok' \(did you mean 'smoke'\?\); valid profiles: colab, mini, paper, smoke"),
 ])
 def test_profile_name_is_checked(name, match):
     with pytest.raises(ConfigError, match=match):
@@ -283,7 +283,7 @@ def test_profile_name_is_checked(name, match):
 def test_profile_name_cli_exits_non_zero():
     r = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "lib.config", "profile-name", ""], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and "valid profiles: mini, paper, smoke" in r.stderr
+    assert r.returncode == 1 and "valid profiles: colab, mini, paper, smoke" in r.stderr
     r = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "lib.config", "profile-name", "smoke"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -78,7 +78,7 @@ def test_make_include_has_one_rule_per_unit():
 
 def test_grid_failure_is_reported_and_exits_nonzero(capsys):
     assert grid.main(["nope", "--runs"]) == 2
-    assert "unknown profile 'nope'; valid profiles: mini" in capsys.readouterr().err
+    assert "unknown profile 'nope'; valid profiles: colab, mini" in capsys.readouterr().err
 
 
 def test_commands_one_per_unit_runnable_from_the_root():

@@ -182,7 +182,7 @@ def test_publish_refuses_a_path_as_profile(tmp_path, outside, capsys):
     assert publish.main(["../../victim", "--publish"]) == 2
     assert publish.main(["../../victim", "--summary"]) == 2
     err = capsys.readouterr().err
-    assert "'../../victim' is not a profile name" in err and "valid profiles: mini, paper, smoke" in err
+    assert "'../../victim' is not a profile name" in err and "valid profiles: colab, mini, paper, smoke" in err
     assert _files(victim.resolve().parent) == snap, "the victim's files were touched"
     shutil.rmtree(victim.resolve().parent)
 
