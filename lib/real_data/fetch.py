@@ -308,9 +308,9 @@ def extract(root: Path, res: Resource, archive: Path) -> None:
             from torchvision.datasets.utils import extract_archive
             staged = tmp / archive.name
             if archive.suffix in (".gz", ".bz2", ".xz") and not archive.name.endswith((".tar.gz", ".tgz")):
-                if _same_fs(archive, tmp):
+                try:
                     os.link(archive, staged)      # torchvision's decompress removes its input
-                else:
+                except OSError:                   # another filesystem, or one without hard links (Drive)
                     shutil.copyfile(archive, staged)
                 extract_archive(str(staged), str(tmp), remove_finished=True)
             else:
@@ -320,13 +320,6 @@ def extract(root: Path, res: Resource, archive: Path) -> None:
         _merge(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _same_fs(a: Path, b: Path) -> bool:
-    try:
-        return os.stat(a).st_dev == os.stat(b).st_dev
-    except OSError:
-        return False
 
 
 def ensure(root: Path, res: Resource, show: bool = True) -> None:
