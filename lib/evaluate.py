@@ -150,17 +150,18 @@ def zero_shot_table(bundle, source: DatasetSource, profile: str, batch_size: int
                     num_workers: int = 0, progress: bool = True) -> pd.DataFrame:
     state_fp = models.state_fingerprint(bundle.model)
     rows = []
-    text_cache: dict[str, np.ndarray] = {}
+    text_cache: dict[tuple, np.ndarray] = {}  # by (task, classnames, templates): a domain may hold a subset
     for task, domain, split in progress_bar(eval_splits(source), desc="zero-shot", disable=not progress):
         s = source.load(task, domain, split)
         img = image_embeddings(bundle.model, bundle, s, state_fp, profile, batch_size, num_workers)
-        if task not in text_cache:
-            text_cache[task] = text_embeddings(bundle.model, bundle, s.classnames, s.templates)
+        tkey = (task, tuple(s.classnames), tuple(s.templates))
+        if tkey not in text_cache:
+            text_cache[tkey] = text_embeddings(bundle.model, bundle, s.classnames, s.templates)
         spec = source.task(task)
         rows.append({"task": task, "domain": domain, "split": split,
                      "domain_kind": "ID" if domain == spec.id_domain else "OOD",
                      "n_images": len(s), "n_classes": s.n_classes, "chance": 1.0 / s.n_classes,
-                     **measures(img, text_cache[task], s.labels),
+                     **measures(img, text_cache[tkey], s.labels),
                      "data_fingerprint": s.fingerprint})
     df = pd.DataFrame(rows)
     df.attrs["model_state"] = state_fp
@@ -197,8 +198,11 @@ def run_measures(clf, base, source: DatasetSource, splits, profile: str, run_tag
     for task, domain, split in splits:
         s = source.load(task, domain, split)
         base_img = image_embeddings(base.model, base, s, base_state, profile, batch_size, num_workers)
-        if task not in base_text:
-            base_text[task] = text_embeddings(base.model, base, s.classnames, s.templates)
+        # the prompts of this split's classes (a domain may hold a subset of its task's classes, e.g.
+        # ImageNet-R's 200): keyed by the class list, not the task
+        tkey = (task, tuple(s.classnames), tuple(s.templates))
+        if tkey not in base_text:
+            base_text[tkey] = text_embeddings(base.model, base, s.classnames, s.templates)
         if tower == "base":
             img = base_img
         elif tower == "adapter":
@@ -207,9 +211,9 @@ def run_measures(clf, base, source: DatasetSource, splits, profile: str, run_tag
                                                 dim=-1).numpy()
         else:
             img = image_embeddings(clf, base, s, run_tag, profile, batch_size, num_workers)
-        if task not in text_cache:
-            text_cache[task] = text_embeddings(clf, base, s.classnames, s.templates)
-        m = measures(img, text_cache[task], s.labels)
-        m.update(flips(predictions(base_img, base_text[task]), predictions(img, text_cache[task]), s.labels))
+        if tkey not in text_cache:
+            text_cache[tkey] = text_embeddings(clf, base, s.classnames, s.templates)
+        m = measures(img, text_cache[tkey], s.labels)
+        m.update(flips(predictions(base_img, base_text[tkey]), predictions(img, text_cache[tkey]), s.labels))
         out[(task, domain)] = (len(s), m)
     return out

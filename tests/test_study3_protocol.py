@@ -98,3 +98,31 @@ def test_sweep_tradeoff_means_over_the_tasks_that_tried_each_rate():
     assert tables.sweep_tradeoff(pd.DataFrame(columns=rows[0].keys())).empty
     fig = plots.sweep_tradeoff(tr.reset_index())
     assert fig.axes[0].get_xlabel().startswith("CF drop")
+
+
+def test_zero_shot_prompts_follow_each_splits_classes(monkeypatch):
+    """A shifted domain may hold a subset of its task's classes (ImageNet-R's 200 of 1,000): its
+    prompts are its own classes', not the first domain's of the task (text_cache keyed by the classes)."""
+    import numpy as np
+    from lib import evaluate as E
+    from lib.splits import Split, TaskSpec
+
+    class Src:
+        def tasks(self):
+            return {"t": TaskSpec("t", ["a", "b", "c"], ["{}"], "id", ["sub"], "k")}
+
+        def task(self, t):
+            return self.tasks()[t]
+
+        def load(self, task, domain, split):
+            names = ["a", "b", "c"] if domain == "id" else ["b", "c"]
+            return Split(task, domain, split, np.array([0, 1]), names, ["{}"], images=np.zeros((2, 4, 4, 3), np.uint8))
+
+    seen = []
+    monkeypatch.setattr(E, "image_embeddings", lambda *a, **k: np.eye(2, 3))
+    monkeypatch.setattr(E, "text_embeddings", lambda m, b, names, t: seen.append(tuple(names)) or np.eye(len(names), 3))
+    monkeypatch.setattr(E.models, "state_fingerprint", lambda m: "x")
+    monkeypatch.setattr(E, "measures", lambda img, txt, labels: {"n_text": len(txt)})
+    df = E.zero_shot_table(type("B", (), {"model": None})(), Src(), "smoke", progress=False)
+    assert seen == [("a", "b", "c"), ("b", "c")]
+    assert df["n_text"].tolist() == [3, 2]

@@ -71,7 +71,9 @@ from pathlib import Path
 
 REPO, REF = "{repo}", "{ref}"
 ON_COLAB = "google.colab" in sys.modules
-HOSTED = ON_COLAB or "BINDER_LAUNCH_HOST" in os.environ  # published results first, recompute on request
+# published results first, recompute on request; never under Make (papermill inherits MAKELEVEL), where a
+# Colab kernel would otherwise stop a `make reproduce` at the published results
+HOSTED = (ON_COLAB or "BINDER_LAUNCH_HOST" in os.environ) and "MAKELEVEL" not in os.environ
 
 
 def _project_root():
