@@ -31,6 +31,8 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
 CONFIDENCE = 1.0 - ALPHA
@@ -499,7 +501,6 @@ def t_interval(values, confidence: float = CONFIDENCE, bounds=None) -> tuple[flo
 
 def holm(pvalues) -> np.ndarray:
     """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests``); NaN stays NaN."""
-    from statsmodels.stats.multitest import multipletests
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
@@ -511,7 +512,6 @@ def holm(pvalues) -> np.ndarray:
 def mcnemar_p(n_lost: int, n_won: int) -> float:
     """Exact McNemar p (``statsmodels``) from the discordant counts of a fine-tuned model vs the
     zero-shot model on the same images."""
-    from statsmodels.stats.contingency_tables import mcnemar
     if n_lost + n_won == 0:
         return 1.0
     return float(mcnemar([[0, int(n_lost)], [int(n_won), 0]], exact=True).pvalue)

@@ -76,12 +76,16 @@ A profile without ``world.design`` (e.g. ``paper``) gets checks 2-4 only.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
 import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats as st
+from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 
-from .. import stats
+from .. import config, io, paths, schema, stats
 from . import tables
 from .formats import fmt_p
 
@@ -162,8 +166,6 @@ def _coef_name(params_index, factor: str) -> str | None:
 def _factor_fit(cells: pd.DataFrame, outcome: str):
     """Fit ``outcome ~ main effects`` over the tasks. Returns (fit or None, testable factors,
     {factor: reason it is not decided}, residual df)."""
-    import statsmodels.formula.api as smf
-
     d = cells.dropna(subset=[outcome])
     why = {f: f"only level {d[f].iloc[0] if len(d) else '-'} present among the tasks: effect not estimable"
            for f in FACTORS if d[f].nunique() < 2}
@@ -190,8 +192,6 @@ def _factor_fit(cells: pd.DataFrame, outcome: str):
 
 def _factor_rows(cells: pd.DataFrame) -> tuple[list[dict], list[dict]]:
     """Decided rows on id_acc (Holm over the factors) and reported rows on ss / acs."""
-    from scipy import stats as st
-
     fit, used, why, df_resid = _factor_fit(cells, "id_acc")
     est = {f: np.nan for f in FACTORS}
     ci = {f: (np.nan, np.nan) for f in FACTORS}
@@ -247,8 +247,6 @@ def _factor_rows(cells: pd.DataFrame) -> tuple[list[dict], list[dict]]:
 # ----------------------------------------------------------------------------- 2. shifts
 def _shift_test(acc_id: float, n_id: int, acc_s: float, n_s: int) -> tuple[float, float, float]:
     """(lo, hi) Newcombe interval of acc_id - acc_s and the one-sided score-test p of acc_id > acc_s."""
-    from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
-
     k1, k2 = int(round(acc_id * n_id)), int(round(acc_s * n_s))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -385,9 +383,6 @@ def main(argv=None) -> int:
     """``python -m lib.analysis.manipulation <profile>``: the checks of a profile's zero-shot stage
     (``make zero-shot PROFILE=<profile>`` first), written to ``build/<profile>/checks/manipulation_checks.csv`` and summarised on stdout. For a world whose later stages are not run yet; the figures
     stage publishes the same table as ``manipulation_checks.csv``."""
-    import sys
-
-    from .. import config, io, paths, schema
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m lib.analysis.manipulation <profile>", file=sys.stderr)

@@ -4,14 +4,19 @@ Formatting only: every number shown here is a value of a table of ``lib.analysis
 """
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import io, paths
+from ..provenance import processor_line
+from .claims import ALPHA, MIN_TASKS, VERDICTS
 from .manipulation import checks_summary
 from .formats import fmt_ci, fmt_p
+from .tables import HEADLINE, METHOD_LABELS, METHOD_ORDER
 
 MAX_MD_COLUMNS = 12          # Markdown tables stay readable; wider data goes to CSV only
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -92,7 +97,6 @@ def save_table(df: pd.DataFrame, name: str, out_dir, markdown: bool = True) -> l
 
 def headline_display(head: pd.DataFrame) -> pd.DataFrame:
     """The headline table as text: 'x [lo, hi]' in accuracy points, method labels."""
-    from .tables import HEADLINE, METHOD_LABELS
     out = pd.DataFrame({"method": [METHOD_LABELS.get(m, m) for m in head["method"]]})
     for q, label in HEADLINE:
         out[label] = [fmt_ci(v, lo, hi, digits=1) for v, lo, hi in zip(head[q], head[q + "_lo"], head[q + "_hi"])]
@@ -143,7 +147,6 @@ def claims_markdown(claims_df: pd.DataFrame, profile: str | None = None, provena
                     tests_df: pd.DataFrame | None = None) -> str:
     """The claims as Markdown: a generated-file header, the profile, provenance, the verdicts, then one
     section per claim (rule, binding test, power, leave-one-task-out, every test of its family)."""
-    from .claims import ALPHA, MIN_TASKS, VERDICTS
     lines = ["# The paper's claims, tested on this profile's data", "",
              "> Generated from the result tables by `lib.analysis` (`python -m lib.pipeline.publish`). "
              "Do not edit by hand.", ""]
@@ -208,7 +211,6 @@ def world_check_markdown(wc: pd.DataFrame) -> str:
 
 def sweep_markdown(sweep: pd.DataFrame) -> str:
     """The selected learning rate per (task, method), '*' where it is an end of the rates tried."""
-    from .tables import METHOD_LABELS, METHOD_ORDER
     rows = {}
     for (t, m), g in sweep.groupby(["task", "method"], sort=False):
         sel = g[g["selected"].astype(bool)]
@@ -229,9 +231,6 @@ def published_processor(provenance: dict | None = None) -> str | None:
     (``lib.provenance.collect``: its ``processor`` and ``device``); default: the ``produced_by`` of
     ``paper_figures/MANIFEST.json``.  None when the record names no processor (runs published
     before it was recorded) or cannot be read."""
-    import json
-    import re
-    from ..provenance import processor_line
     if provenance is None:
         try:
             provenance = json.loads((paths.PAPER_FIGURES / "MANIFEST.json").read_text()).get("produced_by") or {}
