@@ -1,21 +1,23 @@
 """What every stage does first: load the profile, seed, set threads, load the base model."""
 from __future__ import annotations
 
+import errno
 import os
 import random
+import socket
+import sys
 
 import numpy as np
+import torch
 
-from .. import config, models, paths
+from .. import config, models, paths, progress
+from ..config import ConfigError
 from ..io import read_json
 
 
 def cli(work) -> int:
     """Run a command-line entry point: a bad input or a missing file is one line on stderr and
     exit status 1 (the message names the problem and the fix), not a traceback."""
-    import sys
-
-    from ..config import ConfigError
     try:
         work()
     except (ConfigError, FileNotFoundError) as exc:
@@ -25,7 +27,6 @@ def cli(work) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    import torch
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -39,7 +40,6 @@ def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | No
     this process may use, shared with the units on its host). Torch's intra-op threads and the BLAS
     libraries' (numpy) get that number; one inter-op thread.
     """
-    import torch
     cfg = config.load_profile(profile)
     seed_everything(seed)
     fixed = config.stage_params(stage, profile).get("threads") if stage else None
@@ -50,7 +50,7 @@ def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | No
     except RuntimeError:  # already set in this process (a second setup() in one kernel)
         pass
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: threadpoolctl may be absent (not a dependency)
         threadpool_limits(limits=threads)
     except ImportError:
         pass
@@ -60,7 +60,6 @@ def setup(profile: str, stage: str | None = None, seed: int = 0, label: str | No
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if label or stage:
-        from .. import progress
         progress.set_label(label or stage)
     return cfg
 
@@ -112,18 +111,15 @@ def pick_gpu(profile: str) -> int | None:
     (e.g. ``srun --gres=gpu:1`` sets ``CUDA_VISIBLE_DEVICES``), or none, this does nothing; a
     filesystem without locks makes it fall back to sharing by process id."""
     global _gpu_lock
-    import torch
     if not torch.cuda.is_available() or torch.cuda.device_count() <= 1:
         return None
     if _gpu_lock is not None:
         return _gpu_lock[1]
     n = torch.cuda.device_count()
     try:
-        import fcntl
+        import fcntl  # optional: fcntl may be absent (POSIX only; Windows has none)
     except ImportError:
         return os.getpid() % n
-    import errno
-    import socket
     folder = paths.ensure(paths.build_root())
     host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname().split(".")[0]) or "host"
     for i in range(n):

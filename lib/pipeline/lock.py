@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         return _unlocked(path, cmd)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        import fcntl
+        import fcntl  # optional: fcntl may be absent (POSIX only)
     except ImportError:  # Windows: no lock, say so and carry on
         print(f"warning: no file locking on this platform; do not run two makes on {path.parent}", file=sys.stderr)
         return subprocess.call(cmd)

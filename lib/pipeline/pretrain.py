@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import config, paths
+from .. import config, paths, pretrain, world
 from ..io import read_json, write_json
+from ..world import load_corpus
 
 STAGE = "00_pretrain"
 
 
 def world_stage(cfg: dict, progress: bool = True):
     """Generate the embedded world (cached); None for profiles with real data."""
-    from .. import world
     if cfg["data"].get("source", "embedded") != "embedded":
         return None
     world.generate(cfg, progress=progress)
@@ -19,7 +19,6 @@ def world_stage(cfg: dict, progress: bool = True):
 
 
 def corpus_summary(cfg: dict) -> pd.DataFrame:
-    from ..world import load_corpus
     c = load_corpus(cfg)
     src = pd.Series(c["sources"]).str.split("/", expand=True)
     src.columns = ["task", "domain", "class"]
@@ -28,7 +27,6 @@ def corpus_summary(cfg: dict) -> pd.DataFrame:
 
 def pretrain_stage(cfg: dict, progress: bool = True) -> dict:
     """Pretrain the profile's CLIP (or reuse the checkpoint made by the same request)."""
-    from .. import pretrain, world
     if cfg["model"].get("pretrained", "self") != "self":
         return {"skipped": f"profile uses pretrained={cfg['model']['pretrained']!r}; nothing to pretrain"}
     params = config.stage_params(STAGE, cfg["name"])

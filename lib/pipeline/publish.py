@@ -24,7 +24,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from .. import analysis, config, io, manifest, paths, plots
+from .. import provenance as prov
 from ..analysis import report
 
 README = paths.ROOT / "README.md"
@@ -32,8 +35,6 @@ NOTEBOOKS = ("00_pretrain.ipynb", "01_zero_shot.ipynb", "03_evaluate.ipynb", "04
 
 
 def provenance(profile: str) -> dict:
-    from .. import config
-    from .. import provenance as prov
     try:
         cfg = config.load_profile(profile)
     except Exception:  # noqa: BLE001 - a results folder of an unknown profile (tests) still gets provenance
@@ -127,7 +128,6 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
     manifest.write_manifest(tmp, {**produced_by, "notebooks": [n.name for n in nbs]})
     _swap(tmp, dest)
     if readme is not None:  # from the published tables, so the README shows exactly their numbers
-        import pandas as pd
         update_readme({name: pd.read_csv(dest / f"{name}.csv")
                        for name in ("headline", "claims", "world_check", "lr_sweep") if (dest / f"{name}.csv").exists()},
                       profile, readme)
@@ -192,7 +192,6 @@ def main(argv=None) -> int:
         return 2
     out_dir = paths.figures_dir(a.profile)
     if a.summary:
-        import pandas as pd
         if not (out_dir / "headline.csv").exists() or not (out_dir / "claims.csv").exists():
             print(f"error: no figures in {out_dir} yet: make figures PROFILE={a.profile}", file=sys.stderr)
             return 1
@@ -200,7 +199,6 @@ def main(argv=None) -> int:
         sys.stdout.write(summary_text(t, out_dir, None))   # nothing is written: make publish does that
         return 0
     if a.publish and is_complete(out_dir):   # make publish: the build as it is (make -q checked it is current)
-        import pandas as pd
         t = {name: pd.read_csv(out_dir / f"{name}.csv") for name in ("headline", "claims")}
         print(f"publishing {out_dir} as built")
     else:

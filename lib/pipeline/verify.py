@@ -59,7 +59,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import config, manifest, paths
+from .. import analysis, config, manifest, paths
+from ..config import ConfigError, check_profile_name
+from . import publish
 
 
 @dataclass(frozen=True)
@@ -471,7 +473,6 @@ def check_manifest(folder: Path, rep: Report) -> dict | None:
 def recompute(results_dir: Path, out_dir: Path, cfg: dict | None = None) -> dict:
     """The figures stage's tables (not figures) from ``results_dir`` (and the profile ``cfg``, whose
     world design the manipulation checks read), written to ``out_dir``."""
-    from .. import analysis
     t = analysis.compute(analysis.load_results(Path(results_dir)), cfg)
     analysis.save_tables(t, out_dir)
     return t
@@ -499,7 +500,6 @@ def _first_difference(a: str, b: str, sides=("regenerated", "file")) -> list[str
 
 def check_claims_md(folder: Path, doc: dict | None, rep: Report, tmp: Path):
     """``<folder>/claims.md`` equals the one ``lib.analysis.write_claims_md`` writes from ``<folder>/claims.csv``."""
-    from .. import analysis
     md, csv = folder / CLAIMS_MD, folder / CLAIMS
     if not md.is_file() or not csv.is_file():
         rep.bad(f"{md}: cannot check: missing {', '.join(str(p.name) for p in (md, csv) if not p.is_file())}")
@@ -527,7 +527,6 @@ def check_claims_md(folder: Path, doc: dict | None, rep: Report, tmp: Path):
 def check_readme(readme: Path, published_dir: Path, doc: dict | None, rep: Report, tmp: Path):
     """The README's results block equals the one ``lib.pipeline.publish.update_readme`` writes from
     the published tables (run on a copy of the README)."""
-    from . import publish
     profile, _ = _provenance(doc)
     if not Path(readme).is_file():
         rep.bad(f"{readme}: no such file")
@@ -562,8 +561,7 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
     default = published_dir is None
     published_dir = Path(published_dir or paths.PAPER_FIGURES)
     if readme is None and default:
-        from .publish import README
-        readme = README
+        readme = publish.README
     pdir = paths.profile_dir(profile)
     fig_dir, res_dir = paths.figures_dir(profile), paths.results_dir(profile)
     build_figs, build_res = _tables(fig_dir), _tables(res_dir)
@@ -674,8 +672,7 @@ def verify_report(profile: str, out=sys.stdout) -> int:
     ``profile``; a note when it holds another profile (the end of ``make reproduce``:
     ``--report``, which exits 0 either way: the build succeeded, a difference is a finding to read,
     and ``make verify`` is the gate that exits 1 on it). Returns verify's status (0 when skipped)."""
-    from .publish import published_profile   # verify -> publish only (publish never imports verify)
-    pub = published_profile()
+    pub = publish.published_profile()   # verify -> publish only (publish never imports verify)
     if pub != profile:
         print(f"\nNot compared with {paths.PAPER_FIGURES}: it holds profile {pub or '(none)'}, not {profile} "
               f"(make verify PROFILE={profile} compares anyway).", file=out)
@@ -701,7 +698,6 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m lib.pipeline.verify <profile> [<published folder>] | <profile> --report",
               file=sys.stderr)
         return 2
-    from ..config import ConfigError, check_profile_name
     try:
         check_profile_name(argv[0])
     except ConfigError as exc:

@@ -5,6 +5,7 @@ import pandas as pd
 
 from .. import config, paths, provenance
 from ..data import source_for
+from ..evaluate import zero_shot_table
 from ..io import write_csv
 from .common import base_model
 
@@ -13,7 +14,6 @@ STAGE = "01_zero_shot"
 
 def zero_shot_stage(cfg: dict, progress: bool = True) -> pd.DataFrame:
     """Write ``results/zero_shot.csv``: accuracy, ACS, ss, class ss and modality gap per (task, domain)."""
-    from ..evaluate import zero_shot_table
     p = config.stage_params(STAGE, cfg["name"])
     batch_size = config.check_type("batch_size", p["batch_size"], int, positive=True)
     num_workers = config.check_type("num_workers", p["num_workers"], int, nonneg=True)
