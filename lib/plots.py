@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import paths
-from .analysis.tables import METHOD_LABELS, METHOD_ORDER
+from .analysis.tables import HEADROOM, MEASURE_LABELS, METHOD_LABELS, METHOD_ORDER, RAW
 
 PAPER_RC = {"figure.dpi": 110, "savefig.dpi": 200, "font.size": 9, "axes.titlesize": 10,
             "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8}
@@ -264,7 +264,6 @@ def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
     gap) per (task, domain) and method. Titles: Spearman ρ over tasks of the mean gain over methods on
     the ID domain (raw and headroom-normalised gain) with its Fisher-z interval and exact p, read from
     the predictors table."""
-    from .analysis.tables import HEADROOM, MEASURE_LABELS, RAW
     style()
     pts, pred = _all_runs(points), _all_runs(predictors)
     measures = [m for m in DIFFICULTY_MEASURES if m in pts and pts[m].notna().any()]

@@ -7,6 +7,7 @@ hold both to the same code path and the thread counts agree (``lib/determinism.p
 ``docs/reliability.md``).  It never fails: what cannot be read is ``None``."""
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import platform
 import re
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from functools import lru_cache
 
-from . import paths
+from . import determinism, paths
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +33,6 @@ def git_state() -> dict:
 
 @lru_cache(maxsize=1)
 def versions() -> dict:
-    import importlib.metadata as md
     out = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "open_clip_torch", "peft", "numpy", "scikit-learn", "pandas",
                 "papermill"):
@@ -44,6 +44,8 @@ def versions() -> dict:
 
 
 def device_name() -> str:
+    # lib.provenance (16 ms to import) is imported by lib.analysis.report, which stays torch-free:
+    # start-up: torch adds 1.2-1.9 s to `import lib.analysis` (2-core dev machine, loaded)
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -101,7 +103,6 @@ def processor() -> dict:
     out = dict(_cpu())
     out["flags"] = list(out["flags"])
     try:
-        from . import determinism
         out["pins"] = {k: v for k, v in determinism.status().items() if v is not None}
     except Exception:  # noqa: BLE001
         out["pins"] = None
