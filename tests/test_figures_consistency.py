@@ -26,9 +26,22 @@ NUM = re.compile(r"(?<![A-Za-z_\d.])[-+−]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 RHO = re.compile(r"(raw|headroom): ρ = ([-+]\d\.\d\d)(?: \[([-+]\d\.\d\d), ([-+]\d\.\d\d)\])?(?:, p = ([\d.e-]+))?")
 
 
+def _sweep_evaluation(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Every sweep point on ID, DG and CF images (study v3's sweep_evaluation.csv), from lr_sweep's rows."""
+    rows = []
+    for i, r in enumerate(sweep.dropna(subset=["seed"]).itertuples(index=False)):
+        for schema, zs, ft in (("ID", 0.5, 0.55 + 0.01 * (i % 7)), ("DG", 0.4, 0.42), ("CF", 0.6, 0.58 - 0.01 * (i % 5))):
+            rows.append({"task": r.task, "method": r.method, "lr": r.lr, "seed": r.seed, "selected": r.selected,
+                         "nonfinite": False, "eval_task": r.task if schema != "CF" else "other", "eval_domain": schema,
+                         "schema": schema, "n_images": 50, "acc_zero_shot": zs, "acc_finetuned": ft})
+    return pd.DataFrame(rows)
+
+
 @pytest.fixture(scope="module")
 def tables():
-    return A.compute(results(5, two_shift=True, no_val_gain=[("t0", "full", 0)]))
+    res = results(5, two_shift=True, no_val_gain=[("t0", "full", 0)])
+    res["sweep_evaluation"] = _sweep_evaluation(res["lr_sweep"])
+    return A.compute(res)
 
 
 def _texts(fig) -> list[str]:

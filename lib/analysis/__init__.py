@@ -66,7 +66,7 @@ def compute(results, cfg: dict | None = None) -> dict:
     folder. Returns the input tables, every statistic table of ``tables.compute`` and ``claims``;
     with the profile (``cfg``, loaded here when ``results`` is a profile name) also the world's
     pre-registered ``manipulation_checks`` (its design names each task's factor levels)."""
-    if cfg is None and isinstance(results, str) and "/" not in results:
+    if cfg is None and isinstance(results, str) and results in config.available_profiles():
         cfg = config.load_profile(results)
     res = results if isinstance(results, dict) else load_results(results)
     out = tables.compute(res)
