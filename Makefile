@@ -100,8 +100,9 @@ $(VENV)/.installed: $(SETUP_LOCK) pyproject.toml
 	 fi
 	@echo "[setup 3/5] installing $(SETUP_LOCK) into $(VENV) (minutes: on Linux ~6 GB with torch's CUDA wheels, less with CPU=1)"
 	$(PY) -m pip install --progress-bar on -r $(SETUP_LOCK)
-	@echo "[setup 4/5] installing the project itself (pip install -e .)"
+	@echo "[setup 4/5] installing the project itself (pip install -e .) and CLIP_benchmark's class names and prompts (the colab profile)"
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --no-deps clip-benchmark==1.6.2
 	@echo "[setup 5/5] checking the environment"
 	$(PY) -c "import torch, torchvision, open_clip, peft, papermill, nbval, lib; print('environment ok: torch', torch.__version__)"
 	@echo $(SETUP_LOCK) > $@

@@ -180,7 +180,8 @@ PUBLISHED = {
     ),
 }
 # what RECOMPUTE may name, with what it costs (docs/reproducibility.md has the measured times)
-RECOMPUTE_PROFILES = {"smoke": "~6 min on 2 CPU cores", "mini": "~30 min on 2 CPU cores",
+RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "mini": "~30 min on 2 CPU cores",
+                      "colab": "real CLIP, a T4 GPU, ~55 min estimated, data downloaded: docs/colab.md",
                       "paper": "a GPU and the data, docs/usage.md"}
 
 
