@@ -24,8 +24,7 @@ cells after ``parameters`` (tools/nbcells.py) call:
 
 Under papermill / Make neither cell calls anything (``HOSTED`` is False there).
 
-Nothing here is imported by the pipeline. IPython (the ``notebooks`` extra) is imported only by the
-functions that need a kernel, so the module imports without it.
+Nothing here is imported by the pipeline; it needs matplotlib and Pillow only when it draws.
 """
 from __future__ import annotations
 
@@ -35,13 +34,7 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pandas as pd
-from matplotlib.figure import Figure
-from PIL import Image
-
 from . import paths
-from .config import check_profile_name
 
 FIGURE_DPI = 90            # embedded figures: legible on a screen, ~2/3 of the pixels of 110 dpi
 MAX_PIXELS = 1_500_000     # and never more pixels than this, whatever the figure size
@@ -52,6 +45,7 @@ PALETTE_COLORS = 256
 
 def _palettised(im) -> bytes:
     """``im`` (a PIL image) as an optimised PNG with an adaptive palette (no dithering)."""
+    from PIL import Image  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
     im = im.convert("RGB")
     if im.width * im.height > MAX_PIXELS:
         s = (MAX_PIXELS / (im.width * im.height)) ** 0.5
@@ -73,6 +67,8 @@ def _smaller_dpi(dpi: float, size: int) -> float | None:
 def figure_png(fig, dpi: float = FIGURE_DPI) -> bytes:
     """The PNG a notebook embeds for matplotlib figure ``fig``: tight box, ``dpi``, palettised;
     drawn once more at a lower dpi if that is over MAX_FIGURE_BYTES (an image grid, say)."""
+    from PIL import Image  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
+
     def draw(d):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=d, bbox_inches="tight", facecolor=fig.get_facecolor(),
@@ -87,6 +83,7 @@ def figure_png(fig, dpi: float = FIGURE_DPI) -> bytes:
 
 def png_bytes(path, dpi: float = FIGURE_DPI) -> bytes:
     """A saved PNG downscaled from the dpi it was written at (its pHYs, else 200) to ``dpi``."""
+    from PIL import Image  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
     src_im = Image.open(path)
     src = float((src_im.info.get("dpi") or (200, 200))[0]) or 200.0
 
@@ -104,8 +101,8 @@ def png_bytes(path, dpi: float = FIGURE_DPI) -> bytes:
 
 def image(path, width: int | None = None, dpi: float = FIGURE_DPI):
     """``IPython.display.Image`` of the saved figure ``path``, downscaled (see ``png_bytes``)."""
-    from IPython.display import Image as IPImage  # optional: IPython may be absent (the notebooks extra)
-    return IPImage(data=png_bytes(path, dpi), format="png", width=width)
+    from IPython.display import Image  # optional: IPython may be absent (the notebooks extra)
+    return Image(data=png_bytes(path, dpi), format="png", width=width)
 
 
 def install(shell=None) -> None:
@@ -120,7 +117,9 @@ def install(shell=None) -> None:
         shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
         return
+    import matplotlib.pyplot as plt  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
     plt.close(plt.figure())  # loads (and so configures) the inline backend now, see above
+    from matplotlib.figure import Figure  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
     formatters = shell.display_formatter.formatters
     formatters["image/png"].for_type(Figure, figure_png)
     for mime in ("image/svg+xml", "application/pdf", "image/jpeg"):  # only the one PNG per figure
@@ -224,12 +223,14 @@ def _notebook_pngs(nb_path: Path | None, marker: str) -> list[bytes]:
 
 def _table(path: Path):
     """A CSV of paper_figures/ as a DataFrame, numbers rounded, empty cells blank."""
+    import pandas as pd  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
     df = pd.read_csv(path).round(3)
     return df.astype(object).where(df.notna(), "")
 
 
 def _selected_lr(path: Path):
     """Task x method table of the selected learning rate, from lr_sweep.csv."""
+    import pandas as pd  # optional: absent when the bootstrap cell imports lib.notebook before installing (tests/test_notebooks.py runs it with -S)
     df = pd.read_csv(path)
     sel = df[df["selected"].astype(str) == "True"]
     table = sel.pivot_table(index="task", columns="method", values="lr", aggfunc="first")
@@ -244,8 +245,7 @@ def show_published(stage: str, *, repo: str | None = None, ref: str | None = Non
     ``PUBLISHED[stage]`` that exists (an absent one is named, not an error), where the executed
     notebook of the stage is (on GitHub / nbviewer at ``ref`` when ``repo`` and ``ref`` are given)
     and how to recompute. Computes nothing. Returns ``{"shown": [...], "missing": [...]}``."""
-    # optional: IPython may be absent (the notebooks extra); looked up at each call (tests replace display)
-    from IPython.display import Image as IPImage, Markdown
+    from IPython.display import Image, Markdown  # optional: IPython may be absent (the notebooks extra)
     if display is None:
         from IPython.display import display  # optional: IPython may be absent (the notebooks extra)
     if stage not in PUBLISHED:
@@ -266,7 +266,7 @@ def show_published(stage: str, *, repo: str | None = None, ref: str | None = Non
                 continue
             display(Markdown(f"**{caption}** (from the executed notebook `{shown(nb_path)}`)"))
             for data in pngs:
-                display(IPImage(data=data, format="png"))
+                display(Image(data=data, format="png"))
             shown_items.append(name)
             continue
         path = root / name
@@ -319,6 +319,7 @@ def recompute(choice: str | None) -> str:
         print('Stopped after the published results. To recompute this stage set RECOMPUTE above '
               '(e.g. RECOMPUTE = "smoke") and Run all again.', flush=True)
         raise StopHere("stopped after the published results (RECOMPUTE is None)")
+    from .config import check_profile_name  # optional: stdlib-only import path of the bootstrap cell (lib.config imports yaml)
     check_profile_name(choice)
     print(f"Recomputing on profile {choice!r} ({RECOMPUTE_PROFILES.get(choice, 'see docs/reproducibility.md')}): "
           f"missing inputs are built first.", flush=True)

@@ -273,7 +273,9 @@ def test_colab_requirements_leave_colab_stack_alone():
         line = line.split("#")[0].strip()
         if line:
             names.append(line.split("~")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower())
-            assert "==" not in line, f"exact pin in requirements-colab.txt: {line}"
+            # exact pins only for what Colab does not ship: clip-benchmark's two JSON files are checked
+            # by their sha256 (lib/real_data/clip_benchmark.py), so its version is exact
+            assert "==" not in line or names[-1] == "clip-benchmark", f"exact pin in requirements-colab.txt: {line}"
     assert set(names) >= {"open_clip_torch", "peft", "papermill"}
     kept = {"torch", "torchvision", "numpy", "pandas", "ipykernel", "ipython", "notebook", "scipy",
             "matplotlib", "scikit-learn", "jupyter", "triton"}
