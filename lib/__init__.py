@@ -8,6 +8,7 @@ only take effect before torch is imported; the Makefile also exports them to eve
 """
 import sys as _sys
 
+from . import determinism as _determinism
+
 if "torch" not in _sys.modules:
-    from . import determinism as _determinism
     _determinism.apply()

@@ -48,6 +48,7 @@ import copy
 import difflib
 import json
 import functools
+import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -664,14 +665,12 @@ def check_type(name: str, value: Any, kind: type | tuple, *, positive: bool = Fa
 
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-able object (params, lists of files...)."""
-    import hashlib
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def code_fingerprint(*modules: str) -> str:
     """Hash of lib source files, so a result is recomputed when the code that made it changes."""
-    import hashlib
     h = hashlib.sha256()
     for m in modules:
         h.update((paths.ROOT / "lib" / f"{m}.py").read_bytes())

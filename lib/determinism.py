@@ -83,6 +83,7 @@ def apply(threads: int | None = None) -> dict:
     env = pinned_env(threads)
     os.environ.update(env)
     if "torch" in sys.modules:
+        # start-up: runs only when torch is already loaded; at the top it would load torch (1.4 s) before the pins are set
         import torch
         if threads is not None:
             torch.set_num_threads(threads)
@@ -108,11 +109,12 @@ def status() -> dict:
     """What this process runs with: for provenance records and the tests."""
     out = {k: os.environ.get(k) for k in (*PINS, "OPENBLAS_CORETYPE", *THREAD_VARS)}
     if "torch" in sys.modules:
+        # start-up: runs only when torch is already loaded; at the top it would load torch (1.4 s) before the pins are set
         import torch
         out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         out["torch_threads"] = torch.get_num_threads()
     try:
-        import threadpoolctl
+        import threadpoolctl  # optional: threadpoolctl may be absent
         for info in threadpoolctl.threadpool_info():
             if info.get("internal_api") == "openblas":
                 out["openblas_kernel"] = info.get("architecture")

@@ -72,15 +72,17 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from . import config, paths
+from . import config, models, paths
 from .config import ConfigError, check_type
 
 __all__ = ["METHODS", "MethodSpec", "ClipClassifier", "FixedZeros", "build", "resolve_options",
@@ -384,7 +386,7 @@ class ClipClassifier(nn.Module):
 
     # ------------------------------------------------------------------ LoRA merge
     def _lora_layers(self) -> list[tuple[str, nn.Module]]:
-        from peft.tuners.lora.layer import ParamWrapper
+        from peft.tuners.lora.layer import ParamWrapper  # start-up: peft 3.7-4.9 s; grid --make (re-run whenever lib/ changes) imports lib.methods
         return [(n, m) for n, m in self.clip.named_modules() if isinstance(m, ParamWrapper)]
 
     @property
@@ -426,7 +428,7 @@ class ClipClassifier(nn.Module):
         clf.effective_clip_state())`` gives an ordinary open_clip model (not for clip_adapter,
         whose adapters sit outside the CLIP).
         """
-        from peft.tuners.lora.layer import ParamWrapper
+        from peft.tuners.lora.layer import ParamWrapper  # start-up: peft 3.7-4.9 s; grid --make (re-run whenever lib/ changes) imports lib.methods
         out = {}
         for name, t in self.clip.state_dict().items():
             if ".lora_A." in name or ".lora_B." in name:
@@ -504,7 +506,7 @@ def lora_scale(opts: dict) -> float:
 
 
 def _lora(clf: ClipClassifier, opts: dict) -> None:
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # start-up: peft 3.7-4.9 s; grid --make (re-run whenever lib/ changes) imports lib.methods
     targets = []
     for tower, blocks in tower_blocks(clf.clip).items():
         for block in blocks:
@@ -640,9 +642,7 @@ def param_table(model_name: str = "ViT-B-32-quickgelu",
     Columns: method, options, trainable, total (the classifier's, adapters included),
     base_total (the CLIP's), trainable_pct (100 * trainable / base_total).
     """
-    import open_clip
-    import pandas as pd
-    from . import models
+    import open_clip  # start-up: 2.1-3.9 s, the same grid --make path
     models.register_configs()
     rows = [(m, {}) for m in METHODS] + list(variants or [])
     out = []
@@ -661,8 +661,6 @@ def param_table(model_name: str = "ViT-B-32-quickgelu",
 def profile_param_table(profile: str = "paper", model_name: str = "ViT-B-32-quickgelu"):
     """:func:`param_table` for every (method, variant) that ``params/methods/`` configures for
     ``profile`` (the default options of each method, then its variants), with a ``variant`` column."""
-    import pandas as pd
-    from . import config
     rows, names = [], []
     for method in METHODS:
         p = config.method_params(method, profile)
@@ -689,6 +687,5 @@ def _markdown(df) -> str:
 
 
 if __name__ == "__main__":  # python -m lib.methods [profile [model]]: the table in docs/methods.md
-    import sys
     args = sys.argv[1:] + ["paper", "ViT-B-32-quickgelu"][len(sys.argv[1:]):]
     print(_markdown(profile_param_table(args[0], args[1]).drop(columns=["total"])))

@@ -22,7 +22,7 @@ _registered = False
 def register_configs() -> None:
     global _registered
     if not _registered:
-        import open_clip
+        import open_clip  # start-up: open_clip 2-4 s; lib.models is imported by the grid's validation path
         open_clip.add_model_config(MODEL_CONFIGS)
         _registered = True
 
@@ -50,7 +50,7 @@ class Bundle:
 def create(name: str, pretrained: str | None = None, device: str = "auto",
            seed: int | None = None) -> Bundle:
     """Create an open_clip model (random init when ``pretrained`` is None)."""
-    import open_clip
+    import open_clip  # start-up: open_clip 2-4 s; lib.models is imported by the grid's validation path
     register_configs()
     if name not in open_clip.list_models():
         raise ConfigError(f"unknown model {name!r}; registered: ClipMis-Tiny, ViT-B-32-quickgelu, ... "

@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 
 from . import models, provenance
 from . import config
 from .splits import ArrayImages, Split
 from .schedule import lr_factor
+from .progress import progress as tqdm
+from .world import load_corpus
 
 
 def validate(hp: dict) -> dict:
@@ -47,10 +50,6 @@ def retrieval_r1(model, images: torch.Tensor, tokens: torch.Tensor, bs: int = 50
 def pretrain(profile_cfg: dict, hp: dict, seed: int, out_path: Path, progress: bool = True) -> dict:
     """Train from scratch, save ``out_path`` (safetensors) and return the history and metrics (the
     stage writes them to ``<out>.json``)."""
-    import open_clip
-    from .progress import progress as tqdm
-
-    from .world import load_corpus
     validate(hp)
     torch.manual_seed(seed)
     bundle = models.create(profile_cfg["model"]["name"], pretrained=None,

@@ -27,6 +27,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .io import csv_hash_problem
+
 EPS = 1e-6  # float tolerance of a range (cosines of normalised float32 vectors exceed 1 by ~1e-7)
 
 
@@ -174,7 +176,6 @@ def validate(df: pd.DataFrame, table: Table, source: str | Path, profile: str | 
 def read_table(path: str | Path, table: Table, profile: str | None = None, check_hash: bool = True) -> pd.DataFrame:
     """Read a CSV and validate it (:func:`validate`); with ``check_hash`` also refuse a file whose
     bytes no longer match the hash its provenance file recorded (:func:`lib.io.csv_hash_problem`)."""
-    from .io import csv_hash_problem
     path = Path(path)
     if not path.exists():
         fix = table.fix.format(profile=profile or "<profile>") if table.fix else ""

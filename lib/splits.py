@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from .config import ConfigError
 from .io import SHORT, sha256_hex
@@ -121,7 +122,6 @@ class FileImages(torch.utils.data.Dataset):
         return len(self.y)
 
     def __getitem__(self, i):
-        from PIL import Image, UnidentifiedImageError  # only for real datasets' files
         try:
             with Image.open(self.files[i]) as im:
                 img = im.convert("RGB")

@@ -51,13 +51,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.utils.checkpoint import checkpoint
 
 from . import splits as D
 from . import methods as M
 from . import models
 from . import config
 from .config import ConfigError
+from .io import read_json, save_safetensors, write_json
 from .paths import RunId
+from .progress import log, progress as tqdm
 from .schedule import lr_factor
 
 HP_KEYS = tuple(config.RUN_HP_SCHEMA.keys)  # the keys a run needs (lib.config.RUN_HP_SCHEMA)
@@ -130,7 +134,6 @@ def accuracy(classifier: M.ClipClassifier, split: D.Split, bundle, batch_size: i
 def _encode_text_chunked(clf: M.ClipClassifier, tokens: torch.Tensor, chunk: int) -> torch.Tensor:
     """Normalised prompt features, ``chunk`` prompts at a time, each chunk checkpointed (recomputed in
     the backward pass instead of keeping its activations)."""
-    from torch.utils.checkpoint import checkpoint
 
     def encode(t):
         return clf.encode_text(t, normalize=True)
@@ -251,8 +254,6 @@ def _evaluate_epoch(clf, validate, opt, bar, history: list, epoch: int, losses: 
 def finetune(bundle, method: str, options: dict | None, train_split: D.Split,
              val_split: D.Split | None, hp: dict, seed: int, progress: bool = True) -> FinetuneResult:
     """Fine-tune a copy of ``bundle.model`` with ``method``; see the module docstring."""
-    from .progress import log, progress as tqdm
-
     hp = resolve_hp(hp)
     opts = M.resolve_options(method, options)
     if val_split is not None and list(val_split.classnames) != list(train_split.classnames):
@@ -367,7 +368,6 @@ def save_run(result: FinetuneResult, run_dir: Path, meta: dict | None = None) ->
     (method, options, hp, seed, history, ...) and the state file's size.  Neither file marks a run
     as complete: the pipeline writes the run's marker (:attr:`lib.paths.RunId.MARKER`) last.
     """
-    from .io import save_safetensors, write_json
     run_dir = Path(run_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in result.classifier.trainable_state().items()}
     # one metadata key: safetensors stores a dict's keys in arbitrary order, which would make the
@@ -381,7 +381,6 @@ def save_run(result: FinetuneResult, run_dir: Path, meta: dict | None = None) ->
 
 
 def load_meta(run_dir: Path) -> dict:
-    from .io import read_json
     path = Path(run_dir) / META_FILE
     meta = read_json(path)
     if meta is None:
@@ -392,7 +391,6 @@ def load_meta(run_dir: Path) -> dict:
 
 def load_run(bundle, run_dir: Path) -> M.ClipClassifier:
     """Rebuild a run's classifier on ``bundle.model`` (its base model) from ``run_dir``."""
-    from safetensors.torch import load_file
     run_dir = Path(run_dir)
     meta = load_meta(run_dir)
     state_path = run_dir / STATE_FILE

@@ -18,22 +18,7 @@ LIB = Path(__file__).resolve().parent.parent / "lib"
 TAGS = ("# start-up:", "# optional:")
 
 # Files not yet brought under the rule, each with why. Remove an entry once its file is done.
-PENDING = {
-    # the training code's import closure (lib.pipeline.finetune.CODE): hashed into every fine-tuning
-    # run's fingerprint, so an edit makes every run retrain (paths.py, schedule.py and
-    # pipeline/stages.py are in it too, with no nested import)
-    **{f: "pending: in the training closure (an edit retrains every run)" for f in (
-        "__init__.py", "config.py", "determinism.py", "io.py", "methods.py", "models.py", "progress.py",
-        "splits.py", "train.py")},
-    # the evaluation cache's code hash (lib.pipeline.evaluate.EVAL_CODE = lib.evaluate + lib.train)
-    "schema.py": "pending: in the evaluation closure (an edit re-evaluates every run)",
-    # lib/world/*.py are the world's generator fingerprint (lib.world.CODE_MODULES) and, with
-    # lib/pretrain.py, the pretraining request (lib.pipeline.pretrain): an edit regenerates the
-    # world and pretrains the checkpoint again
-    "pretrain.py": "pending: in the pretraining code fingerprint (an edit pretrains again)",
-    "world/": "pending: the world generator's code fingerprint (an edit regenerates the world)",
-    "real_data/": "pending: being edited by another change",
-}
+PENDING: dict[str, str] = {}
 
 
 def nested_imports(tree: ast.Module):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bz2
 
 import numpy as np
+from scipy.io import loadmat
 
 from .common import _malformed
 from .fetch import Resource
@@ -64,7 +65,6 @@ def read_usps(path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_svhn(path) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 32, 32, 3) uint8, labels 0-9) of an SVHN ``*_32x32.mat`` (label 10 is the digit 0)."""
-    from scipy.io import loadmat
     mat = loadmat(str(path))
     labels = mat["y"].astype(np.int64).squeeze()
     np.place(labels, labels == 10, 0)
@@ -89,7 +89,7 @@ class MNISTTask(FewShotTask):
         if key not in src._cache:
             root = src.root
             if domain == "mnist":
-                from torchvision.datasets.mnist import read_label_file
+                from torchvision.datasets.mnist import read_label_file  # start-up: torchvision 1.6-1.8 s; grid --make loads lib.real_data without it
                 stem = "train" if split == "train" else "t10k"
                 try:
                     y = read_label_file(str(root / MNIST_RAW / f"{stem}-labels-idx1-ubyte")).numpy()
@@ -98,7 +98,6 @@ class MNISTTask(FewShotTask):
             elif domain == "usps":
                 y = self._images(src, domain, split, with_labels=True)[1]
             else:
-                from scipy.io import loadmat
                 y = loadmat(str(root / "test_32x32.mat"), variable_names=["y"])["y"].astype(np.int64).squeeze()
                 np.place(y, y == 10, 0)
             y = np.asarray(y, dtype=np.int64)
@@ -110,7 +109,7 @@ class MNISTTask(FewShotTask):
     def _images(self, src, domain: str, split: str, with_labels: bool = False):
         root = src.root
         if domain == "mnist":
-            from torchvision.datasets.mnist import read_image_file
+            from torchvision.datasets.mnist import read_image_file  # start-up: torchvision 1.6-1.8 s; grid --make loads lib.real_data without it
             stem = "train" if split == "train" else "t10k"
             try:
                 x = read_image_file(str(root / MNIST_RAW / f"{stem}-images-idx3-ubyte")).numpy()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import sys
 
+from .. import config
+from ..config import ConfigError
 from .fetch import DownloadError, ensure, table
+from .source import TASKS, RealSource
 
 
 def profile_resources(profile: str):
-    from .. import config
-    from .source import TASKS, RealSource
     cfg = config.load_profile(profile)
     src = RealSource(cfg)
     seen, out = set(), []
@@ -29,7 +30,6 @@ def profile_resources(profile: str):
 
 
 def main(argv: list[str]) -> int:
-    from ..config import ConfigError
     args = [a for a in argv if not a.startswith("--")]
     if len(args) != 1:
         print("usage: python -m lib.real_data.fetch <profile> [--list]", file=sys.stderr)

@@ -42,10 +42,13 @@ test files without the 2.7 GB of unlabeled images).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
+import inspect
 import json
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -54,6 +57,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+from ..progress import log, progress
 
 USER_AGENT = "clip-task-misalignment (torchvision-compatible dataset cache)"
 STATE_DIR = ".clipmis"      # under the data root: locks, stamps, markers
@@ -104,7 +109,7 @@ def file_digest(path: Path, kind: str) -> str:
     (``sha1(b"blob <size>\\0" + content)``, what ``git hash-object`` prints)."""
     path = Path(path)
     if kind == "md5":
-        from torchvision.datasets.utils import calculate_md5
+        from torchvision.datasets.utils import calculate_md5  # start-up: torchvision 1.6-1.8 s; grid --make loads lib.real_data without it
         return calculate_md5(str(path))
     if kind == "sha256":
         h = hashlib.sha256()
@@ -147,11 +152,10 @@ def _locked(root: Path, res: Resource):
     lock = _state(root, res, "lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
-        import fcntl
+        import fcntl  # optional: fcntl is POSIX-only
     except ImportError:          # no fcntl (Windows): run unguarded
         yield
         return
-    import errno
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -167,7 +171,6 @@ def _locked(root: Path, res: Resource):
 
 
 def _log(msg: str) -> None:
-    from ..progress import log
     log(f"[data] {msg}")
 
 
@@ -182,7 +185,6 @@ def _open(url: str, start: int):
 def _fetch_url(url: str, part: Path, res: Resource, show: bool) -> None:
     """Download ``url`` into ``part``, continuing a partial ``part`` (Range), retrying a broken
     connection from where it stopped."""
-    from ..progress import progress
     last_exc: Exception | None = None
     for attempt in range(RETRIES + 1):
         have = part.stat().st_size if part.exists() else 0
@@ -305,7 +307,7 @@ def extract(root: Path, res: Resource, archive: Path) -> None:
         if res.members:
             _extract_members(archive, tmp, res.members)
         else:
-            from torchvision.datasets.utils import extract_archive
+            from torchvision.datasets.utils import extract_archive  # start-up: torchvision 1.6-1.8 s; grid --make loads lib.real_data without it
             staged = tmp / archive.name
             if archive.suffix in (".gz", ".bz2", ".xz") and not archive.name.endswith((".tar.gz", ".tgz")):
                 try:
@@ -352,10 +354,7 @@ def torchvision_checksums() -> dict[str, tuple[str, str]]:
     """``{file name: (url, md5)}`` of every download the torchvision dataset classes used here
     declare, read from the classes (attributes, or the source of ``download`` where torchvision
     keeps them in local variables: GTSRB, EuroSAT)."""
-    import inspect
-    import re
-
-    from torchvision import datasets as tv
+    from torchvision import datasets as tv  # start-up: torchvision 1.6-1.8 s; grid --make loads lib.real_data without it
     out: dict[str, tuple[str, str]] = {}
     for name, md5 in tv.MNIST.resources:
         out[name] = (tv.MNIST.mirrors[0] + name, md5)

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
+from ..progress import log
 from . import clip_benchmark as cb
 from .common import ROOT_HINT, RealTask, _malformed, _seed_of
 from .fetch import ensure, is_ready
@@ -172,11 +174,9 @@ class FewShotTask(RealTask):
 def write_pngs(root: Path, pool: Pool, keep) -> list[str]:
     """The PNG files of the array images ``keep`` of ``pool``, each written once (temporary name,
     then renamed: a file that exists is complete)."""
-    from PIL import Image
     rel = [f"{pool.png}/{int(pool.items[i]):06d}.png" for i in keep]
     todo = [(r, int(pool.items[i])) for r, i in zip(rel, keep) if not (Path(root) / r).exists()]
     if todo:
-        from ..progress import log
         log(f"[data] writing {len(todo)} images of {pool.png} as PNG files (once)")
         images = pool.images()
         folder = Path(root) / pool.png

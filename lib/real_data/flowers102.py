@@ -8,6 +8,7 @@ Class names and the template: CLIP_benchmark's ``flowers``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.io import loadmat
 
 from .common import _malformed
 from .fetch import Resource
@@ -42,7 +43,6 @@ class Flowers102Task(FewShotTask):
     host_note = "robots.ox.ac.uk (VGG)"
 
     def pool(self, src, domain, split):
-        from scipy.io import loadmat
         base = src.root / BASE
         try:
             ids = np.asarray(loadmat(str(base / "setid.mat"), squeeze_me=True)[SETS[split]]).reshape(-1)

@@ -4,6 +4,7 @@ Camelyon17 (pathology patches by hospital)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .common import RealTask, _malformed, _read_list, _require_dir, _require_file, _seed_of
 
@@ -34,7 +35,7 @@ class WildsTask(RealTask):
 
     def fetch(self, src):
         try:
-            import wilds
+            import wilds  # optional: wilds may be absent
         except ImportError as exc:
             raise FileNotFoundError(
                 f"[data] task {self.name!r}: {src.root / self.folder} is missing and "
@@ -50,7 +51,6 @@ class WildsTask(RealTask):
         base = _require_dir(self, src.root / self.folder, src.root)
         meta = _require_file(self, base / self.metadata, src.root)
         _require_dir(self, base / self.image_dir, src.root)
-        import pandas as pd
         try:
             cols = list(pd.read_csv(meta, nrows=0, **self.read_kwargs).columns)
         except Exception as exc:  # noqa: BLE001  (unreadable csv = malformed)
@@ -64,7 +64,6 @@ class WildsTask(RealTask):
         key = ("frame", self.name)
         if key not in src._cache:
             self.check(src)
-            import pandas as pd
             df = pd.read_csv(src.root / self.folder / self.metadata, **self.read_kwargs)
             src._cache[key] = self.prepare(src, df)
         return src._cache[key]
@@ -162,7 +161,6 @@ class FMoWTask(WildsTask):
         return [c.replace("_", " ") for c in FMOW_CATEGORIES]
 
     def prepare(self, src, df):
-        import pandas as pd
         ts = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
         df = df.assign(_year=ts.dt.year.to_numpy())
         unknown = sorted(set(df["category"]) - set(FMOW_CATEGORIES))

@@ -2,6 +2,8 @@
 stale or damaged."""
 from __future__ import annotations
 
+import sys
+
 from .. import paths
 from ..config import ConfigError, load_profile
 from .design import check_design, corpus_entries
@@ -10,8 +12,6 @@ from .generation import WorldNotReady, generate, verify_world
 
 if __name__ == "__main__":
     # python -m lib.world <profile>: verify the world and regenerate it if it is missing, stale or damaged
-    import sys
-
     try:
         cfg = load_profile(sys.argv[1] if len(sys.argv) > 1 else "")
     except ConfigError as exc:

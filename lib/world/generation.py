@@ -4,8 +4,11 @@ per-file records) and :func:`generate` / :func:`verify_world` / :func:`load_corp
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import multiprocessing as mp
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import numpy as np
 from .. import paths
 from ..io import write_bytes, write_json
 from ..config import ConfigError, code_fingerprint, fingerprint
+from ..progress import progress as tqdm  # text lines under papermill or Make, a bar when watched
 from .constants import COLORS, S
 from .design import check_class_words, check_design, corpus_entries
 from .variants import TASKS
@@ -114,7 +118,6 @@ def _record(data: bytes, arrays: dict) -> dict:
 
 def _atomic_savez(path: Path, **arrays) -> dict:
     """Write ``path`` through a temporary name unique to this writer; returns the file's record."""
-    import io
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     data = buf.getvalue()
@@ -155,8 +158,6 @@ def verify_file(path: Path, record: dict, profile: str, data: bytes | None = Non
     Raises WorldNotReady naming the file and the fix when it is missing, truncated, rewritten or
     holds arrays of another shape.
     """
-    import io
-    import zipfile
     if data is None:
         if not path.exists():
             raise WorldNotReady(f"{path} is missing: {_fix(profile)}")
@@ -207,7 +208,6 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     is written last.  A corpus in which some class of some task is never named is refused
     (WorldDesignError) before the manifest is written.
     """
-    from ..progress import progress as tqdm  # text lines under papermill or Make, a bar when watched
     wcfg = profile_cfg["world"]
     levels = check_design(wcfg)
     entries, weights = corpus_entries(wcfg)
@@ -234,7 +234,6 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     workers = workers or min(2, os.cpu_count() or 1)
     parts = []
     if workers > 1:
-        import multiprocessing as mp
         with mp.get_context("fork").Pool(workers) as pool:
             for p in tqdm(pool.imap(_corpus_chunk, cjobs), total=len(cjobs), desc="world: corpus", disable=not progress):
                 parts.append(p)

@@ -18,7 +18,7 @@ from .constants import _U0, _V0, _XX, _YY, S, SEVERITY
 @lru_cache(maxsize=None)
 def _textures() -> dict[str, np.ndarray]:
     """Downsampled grayscale texture sources in [0, 1] (from scikit-image)."""
-    from skimage import data as skd
+    from skimage import data as skd  # start-up: skimage 0.43 s on the grid --make path (lib.world is imported to validate the world)
     out = {}
     for name in ("grass", "gravel", "brick"):
         im = getattr(skd, name)().astype(np.float32) / 255.0
@@ -31,8 +31,8 @@ def _textures() -> dict[str, np.ndarray]:
 @lru_cache(maxsize=None)
 def _faces() -> np.ndarray:
     """100 LFW faces (scikit-image lfw_subset), resized to 28x28 grayscale in [0, 1]."""
-    from skimage import data as skd
-    from skimage.transform import resize
+    from skimage import data as skd  # start-up: skimage 0.43 s on the grid --make path (lib.world is imported to validate the world)
+    from skimage.transform import resize  # start-up: skimage 0.43 s on the grid --make path (lib.world is imported to validate the world)
     faces = skd.lfw_subset()[:100]
     return np.stack([resize(f, (28, 28), anti_aliasing=True) for f in faces]).astype(np.float32)
 
@@ -40,8 +40,8 @@ def _faces() -> np.ndarray:
 @lru_cache(maxsize=None)
 def _horse() -> np.ndarray:
     """scikit-image's horse silhouette as a 20x24 mask (True = horse)."""
-    from skimage import data as skd
-    from skimage.transform import resize
+    from skimage import data as skd  # start-up: skimage 0.43 s on the grid --make path (lib.world is imported to validate the world)
+    from skimage.transform import resize  # start-up: skimage 0.43 s on the grid --make path (lib.world is imported to validate the world)
     h = ~skd.horse()  # horse is False on white
     return resize(h.astype(np.float32), (20, 24), anti_aliasing=True)
 
@@ -49,8 +49,8 @@ def _horse() -> np.ndarray:
 @lru_cache(maxsize=None)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 handwritten digits (8x8, 0..16) upsampled to 24x24 in [0, 1]."""
-    from sklearn.datasets import load_digits
-    from skimage.transform import resize
+    from sklearn.datasets import load_digits  # start-up: 1.7 s on the grid --make path
+    from skimage.transform import resize  # start-up: skimage 0.43 s on the grid --make path (lib.world is imported to validate the world)
     d = load_digits()
     imgs = np.stack([resize(im / 16.0, (24, 24), order=1) for im in d.images]).astype(np.float32)
     return imgs, d.target.astype(np.int64)

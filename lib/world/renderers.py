@@ -3,6 +3,7 @@ subclass per task) and :data:`RENDERERS`, task name -> renderer."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import affine_transform, convolve, gaussian_filter, map_coordinates
 
 from .constants import _U0, _V0, _XX, _YY, COLORS, NUMBER_WORDS, S
 from .render import (Renderer, _blend, _color_jitter, _coords, _crop, _digits, _faces, _fill, _horse, _noise,
@@ -82,7 +83,6 @@ class Digits(Renderer):
     neighbour_gap = (11.0, 15.0)
 
     def scene(self, cls, rng, pool, d):
-        from scipy.ndimage import affine_transform
         imgs, y = _digits()
         idx = _pool(len(imgs), pool)
         digit = imgs[rng.choice(idx[y[idx] == cls])]
@@ -429,7 +429,6 @@ class TrafficSigns(Renderer):
         img = sc["img"]
         if not shifted:
             return img
-        from scipy.ndimage import convolve, gaussian_filter
         length, ang = sc["blur"]
         k = np.zeros((11, 11), np.float32)
         for t in np.linspace(-length / 2, length / 2, 25):
@@ -572,7 +571,6 @@ class Textures(Renderer):
         img = sc["img"]
         if not shifted:
             return img
-        from scipy.ndimage import map_coordinates
         wy, wx = sc["warp"]
         coords = [_YY + 8.0 * wy, _XX + 8.0 * wx]
         out = np.stack([map_coordinates(img[..., c], coords, order=1, mode="reflect") for c in range(3)], -1)
