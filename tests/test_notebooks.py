@@ -117,7 +117,8 @@ def test_usage():
 def run_bootstrap(cwd, env_extra=None, after="import lib.paths; print('ROOT', lib.paths.ROOT)"):
     """The bootstrap cell in a bare interpreter (-S: no site-packages, so no installed `lib`)."""
     code = cell_source("01_zero_shot", "bootstrap") + "\n" + after
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME")}
+    # a reader's kernel: not under Make (make test sets MAKELEVEL, which makes HOSTED false on purpose)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME", "MAKELEVEL")}
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-S", "-c", code], cwd=cwd, env=env, capture_output=True,
                           text=True)
@@ -133,7 +134,8 @@ def test_bootstrap_prefers_the_repository_it_runs_in_over_an_installed_lib(tmp_p
     """With site-packages (which may hold another clone's editable install), the notebook still runs
     the `lib` of the repository it sits in."""
     code = cell_source("01_zero_shot", "bootstrap") + "\nimport lib.paths; print('ROOT', lib.paths.ROOT)"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME")}
+    # a reader's kernel: not under Make (make test sets MAKELEVEL, which makes HOSTED false on purpose)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME", "MAKELEVEL")}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "notebooks", env=env, capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
@@ -156,6 +158,10 @@ def test_bootstrap_outside_the_repository_says_what_to_do(tmp_path):
 def test_binder_sets_the_hosted_flag():
     r = run_bootstrap(ROOT, {"BINDER_LAUNCH_HOST": "https://mybinder.org/"}, after="print(HOSTED, ON_COLAB)")
     assert r.returncode == 0 and r.stdout.strip() == "True False"
+    # under Make (papermill inherits MAKELEVEL) a hosted machine's kernel is no reader's copy
+    r = run_bootstrap(ROOT, {"BINDER_LAUNCH_HOST": "https://mybinder.org/", "MAKELEVEL": "1"},
+                      after="print(HOSTED, ON_COLAB)")
+    assert r.returncode == 0 and r.stdout.strip() == "False False"
 
 
 @pytest.mark.slow  # subprocess: starts a papermill kernel (fast tier: issue #21 item 9)
@@ -167,7 +173,8 @@ def test_papermill_from_another_directory_works_or_says_what_to_do(tmp_path):
     nb.cells = [nb.cells[1], nbformat.v4.new_code_cell("import lib.paths\nprint('ROOT', lib.paths.ROOT)")]
     src, dst = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, src)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME")}
+    # a reader's kernel: not under Make (make test sets MAKELEVEL, which makes HOSTED false on purpose)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JPY_SESSION_NAME", "MAKELEVEL")}
     r = subprocess.run([sys.executable, "-m", "papermill", str(src), str(dst), "-k", "python3",
                         "--no-progress-bar"], cwd=tmp_path, env=env, capture_output=True, text=True)
     out = json.loads(dst.read_text())

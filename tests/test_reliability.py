@@ -105,8 +105,9 @@ def kill_tree(proc: subprocess.Popen, repo: Path) -> None:
 
 def targets(build: Path) -> list[Path]:
     """Every notebook Make produces for the profile (stage notebooks and one per fine-tuning unit)."""
-    units = [line.strip().rstrip("\\").strip().replace("$(B)/", "") for line in
-             (build / "grid.mk").read_text().splitlines() if line.strip().endswith("02_finetune.ipynb \\")]
+    # the fine-tuning units: the targets of grid.mk's unit rules (lib.pipeline.stages' finetune_unit)
+    units = [line.split(":")[0].strip().replace("$(B)/", "") for line in (build / "grid.mk").read_text().splitlines()
+             if line.startswith("$(B)/runs/") and line.split(":")[0].strip().endswith("/02_finetune.ipynb")]
     assert units, "grid.mk lists no units"
     stage = [build / f"{n}.ipynb" for n in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures")]
     return stage + [build / u for u in units]
