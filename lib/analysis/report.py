@@ -15,6 +15,7 @@ from .. import io, paths
 from ..provenance import processor_line
 from .claims import ALPHA, MIN_TASKS, VERDICTS
 from .manipulation import checks_summary
+from .tables import _as_bool
 from .formats import fmt_ci, fmt_p
 from .tables import HEADLINE, METHOD_LABELS, METHOD_ORDER
 
@@ -282,7 +283,7 @@ def training_summary(df: pd.DataFrame) -> str:
     """One line on ``training_check``: the tasks where most methods beat the zero-shot model on ID
     validation, and the tasks where they do not."""
     per = df[df["task"] != "all"]
-    ok = per["passed"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    ok = per["passed"].map(_as_bool)
     bad = per[~ok.to_numpy()]
     text = (f"**Trained long enough?** On {int(ok.sum())} of {len(per)} tasks most methods beat the zero-shot "
             f"model on ID validation")
