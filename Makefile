@@ -220,7 +220,7 @@ test: setup
 
 # the fast tier on one pytest-xdist worker per core (bench/bench_tests.py times it)
 test-unit: setup
-	$(PY) -m pytest -q -m "not slow" -n auto tests
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile tests
 
 test-notebooks: setup
 	rm -rf $(NBVAL_BUILD) && mkdir -p $(NBVAL_BUILD) && cp -a $(abspath $(BUILD))/smoke $(NBVAL_BUILD)/smoke

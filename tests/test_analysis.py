@@ -324,6 +324,17 @@ def test_holm_is_statsmodels_and_equivalence_needs_both_sides():
     p = [0.01, 0.04, 0.03, float("nan")]
     adj = S.holm(p)
     assert np.allclose(adj[:3], multipletests(p[:3], method="holm")[1]) and np.isnan(adj[3])
+    rng = np.random.default_rng(0)      # the hand-written Holm equals statsmodels' (ties, ones, NaN anywhere)
+    for m in (1, 2, 5, 12, 40):
+        for _ in range(25):
+            q = rng.choice([rng.uniform(0, 1, m), rng.uniform(0, 0.05, m), np.round(rng.uniform(0, 0.2, m), 2)])
+            q[rng.uniform(size=m) < 0.15] = np.nan
+            fin = np.isfinite(q)
+            got = S.holm(q)
+            assert np.array_equal(np.isnan(got), ~fin)
+            if fin.any():
+                assert np.allclose(got[fin], multipletests(q[fin], method="holm")[1], rtol=0, atol=1e-15)
+    assert S.holm([]).size == 0 and np.isnan(S.holm([np.nan])).all()
     close = np.array([0.001, -0.002, 0.003, 0.0, 0.002, -0.001, 0.001, 0.002])
     assert S.equivalence_test(close, 0.02)["p_tost"] < 0.05
     assert S.equivalence_test(close + 0.05, 0.02)["p_tost"] > 0.5

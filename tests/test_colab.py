@@ -365,7 +365,8 @@ class _Server:
                 self.wfile.write(body)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # polled every 20 ms, not serve_forever's 0.5 s: shutdown() waits for one poll (0.5 s per test)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
@@ -569,6 +570,7 @@ def _launcher():
     return json.loads(LAUNCHER.read_text())
 
 
+@pytest.mark.slow  # subprocess: a pytest collection of the notebooks, ~2 s (fast tier: issue #21 item 9)
 def test_launcher_is_never_run_by_the_notebook_tests():
     nb = _launcher()
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]

@@ -107,6 +107,7 @@ def test_paper_profile_dry_run_shows_the_whole_dag():
     assert all("-p profile paper" in c for c in cmds)
 
 
+@pytest.mark.slow  # subprocess: make -n over the paper profile, 5-6 s (fast tier: issue #21 item 9)
 def test_launch_prefix_goes_in_front_of_every_unit(tmp_path):
     """LAUNCH="srun ..." prefixes every notebook execution and evaluation job (dry run)."""
     out = subprocess.run(["make", "-n", "--no-print-directory", "dry-run", "PROFILE=paper",

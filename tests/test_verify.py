@@ -230,27 +230,37 @@ def test_cli_refuses_a_bad_profile(capsys):
 PROV = {"profile": "smoke", "git": {"commit": "0" * 40, "dirty": False}, "device": "cpu (test)"}
 
 
-@pytest.fixture(scope="module")
-def golden_build(tmp_path_factory):
-    """build/smoke/{results,figures} of the figures stage's tables (no figures drawn) from the golden
-    result tables; computed once."""
-    root = tmp_path_factory.mktemp("golden_build") / "smoke"
-    res, fig = root / "results", root / "figures"
-    res.mkdir(parents=True)
+@pytest.fixture(scope="session")   # once per worker process (make test-unit runs each file on one worker: --dist loadfile)
+def golden_pair_tables(tmp_path_factory):
+    """The golden result tables and the figures stage's tables recomputed from them by ``V.recompute``
+    (``analysis.compute`` + ``save_tables``, as the stage does), computed once: (results, recomputed)."""
+    root = tmp_path_factory.mktemp("golden_tables")
+    res, out = root / "results", root / "recomputed"
+    res.mkdir()
     for name in ("zero_shot.csv", "finetune.csv", "evaluation.csv"):
         shutil.copy(GOLDEN / name, res / name)
-    t = analysis.compute(analysis.load_results(res))
-    analysis.save_tables(t, fig)
+    V.recompute(res, out)
+    return res, out
+
+
+@pytest.fixture(scope="session")
+def golden_build(golden_pair_tables, tmp_path_factory):
+    """build/smoke/{results,figures}: the figures stage's tables (no figures drawn) of the golden result
+    tables, a stand-in figure and claims.md with its manifest, as the stage writes them."""
+    res, recomputed = golden_pair_tables
+    root = tmp_path_factory.mktemp("golden_build") / "smoke"
+    fig = root / "figures"
+    shutil.copytree(res, root / "results")
+    shutil.copytree(recomputed, fig)
     (fig / "tradeoff.png").write_bytes(b"not really a png")     # a figure: checked by its hash only
-    analysis.write_claims_md(t["claims"], fig / "claims.md", "smoke", PROV)   # + MANIFEST.json, as the stage does
+    claims = V._read_csv(fig / "claims.csv")           # as make verify reads it
+    analysis.write_claims_md(claims, fig / "claims.md", "smoke", PROV)   # + MANIFEST.json, as the stage does
     return root
 
 
-@pytest.fixture(scope="module")
-def golden_recomputed(golden_build, tmp_path_factory):
-    out = tmp_path_factory.mktemp("golden_recomputed")
-    V.recompute(golden_build / "results", out)
-    return out
+@pytest.fixture(scope="session")
+def golden_recomputed(golden_pair_tables):
+    return golden_pair_tables[1]
 
 
 @pytest.fixture
@@ -300,7 +310,7 @@ def edit_csv(path, fn):
     fn(df).to_csv(path, index=False, float_format="%.6g")
 
 
-def test_untouched_pair_passes(pair):
+def test_untouched_pair_passes(fast_recompute, pair):   # the cached recomputation is the real one's output
     rc, text = run(pair)
     assert rc == 0, text
     assert "verify smoke: PASS (0 failures)" in text
