@@ -167,12 +167,13 @@ def _null_same_slots(X, Y, Z, slots, perms) -> np.ndarray:
     n, k = X.shape[0], int(slots.sum())
     rk = lambda M: _ranks(M[:, slots].reshape(-1)).reshape(n, k)  # noqa: E731
     RX, RY = rk(X), rk(Y)
-    ry = RY[perms].reshape(len(perms), -1)
-    rx = RX.reshape(-1)[None, :]
+    perms = np.asarray(perms)
+    ry = RY[perms].reshape(*perms.shape[:-1], -1)   # perms: [..., n] (one permutation or a batch)
+    rx = RX.reshape(-1)
     rxy = _pearson(rx, ry)
     if Z is None:
         return rxy
-    rz = rk(Z).reshape(-1)[None, :]
+    rz = rk(Z).reshape(-1)
     rxz, ryz = _pearson(rx, rz), _pearson(ry, rz)
     with np.errstate(all="ignore"):
         den = np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
@@ -231,8 +232,13 @@ def correlation(x, y, z=None, n_permutations: int = N_PERMUTATIONS, seed: int = 
         out["p"] = float(np.mean(np.abs(null) >= abs(rho) - tol))
         out["p_method"] = "exact"
     else:
+        same = bool((okk == okk[0]).all())   # as above: rank once, permute rank blocks (3x faster at 32 tasks)
+
         def abs_stat(perm, axis=-1):
-            r = stat_idx(np.broadcast_to(ident, perm.shape), perm, np.broadcast_to(ident, perm.shape))
+            if same:
+                r = _null_same_slots(X, Y, Z, okk[0], perm)
+            else:
+                r = stat_idx(np.broadcast_to(ident, perm.shape), perm, np.broadcast_to(ident, perm.shape))
             return np.abs(np.where(np.isfinite(r), r, 0.0))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
