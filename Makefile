@@ -148,7 +148,7 @@ $(B)/grid.mk: $(SETUP) $(PROFILE_YAML) $(LIB_PY) \
 # each stage's runner, inputs, products, parameter files and code), with each stage's code (CODE_<NAME>)
 # and target (STAGE_<name>). What stays here is how a stage runs: papermill (above) for a notebook, and
 # the recipes of the two unit stages: one 02_finetune execution per task (every method: sweep,
-# selection, seeds); one evaluation job per (task, method).
+# selection, seeds); one evaluation job per task (its (task, method) units: $(2) lists the methods).
 define finetune_unit
 	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV),finetune $(1))
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune

@@ -68,10 +68,18 @@ def test_run_identity_owns_its_path_and_marker(tmp_path, monkeypatch):
 
 
 def test_make_include_has_one_rule_per_unit():
+    """One rule per fine-tuning unit (task); one per evaluation job (task), whose grouped targets are
+    every (task, method) unit's products and whose recipe names every method."""
     text = grid.make_include("smoke")
     cfg = config.load_profile("smoke")
-    n, n_ev = len(grid.units(cfg)), len(grid.evaluation_units(grid.runs(cfg)))
-    assert text.count("$(call finetune_unit,") == n and text.count("$(call evaluate_unit,") == n_ev
+    n, jobs = len(grid.units(cfg)), grid.evaluation_jobs(grid.runs(cfg))
+    assert text.count("$(call finetune_unit,") == n and text.count("$(call evaluate_unit,") == len(jobs) == n
+    for task, methods in jobs.items():
+        assert f"$(call evaluate_unit,{task},{' '.join(methods)})" in text
+        rule = next(line for line in text.splitlines() if line.startswith(f"$(B)/runs/{task}/{methods[0]}/evaluation.csv"))
+        assert all(f"$(B)/runs/{task}/{m}/evaluation.csv" in rule.split(" &: ")[0] for m in methods)
+        assert all(f"$(B)/runs/{task}/{m}/sweep_evaluation.csv" in rule.split(" &: ")[0] for m in methods)
+    assert len(grid.evaluation_units(grid.runs(cfg))) == sum(len(ms) for ms in jobs.values())
     assert "params/methods/lora.yaml" in text
     assert "build/" not in text, "paths go through $(B), so CLIPMIS_BUILD moves Make's files too"
 
@@ -84,9 +92,11 @@ def test_grid_failure_is_reported_and_exits_nonzero(capsys):
 def test_commands_one_per_unit_runnable_from_the_root():
     cmds = grid.commands("paper", python="python3")
     cfg = config.load_profile("paper")
-    n, n_ev = len(grid.units(cfg, validate=False)), len(grid.evaluation_units(grid.runs(cfg, validate=False)))
-    assert len(cmds) == n + n_ev
+    n, n_ev = len(grid.units(cfg, validate=False)), len(grid.evaluation_jobs(grid.runs(cfg, validate=False)))
+    assert len(cmds) == n + n_ev and n_ev == n      # one evaluation job per task, every method in it
     assert all("-p profile paper" in c for c in cmds[:n]) and all("lib.pipeline.evaluate paper" in c for c in cmds[n:])
+    assert all(c.endswith(" ".join(grid.evaluation_jobs(grid.runs(cfg, validate=False))[c.split()[4]]))
+               for c in cmds[n:])
 
 
 @pytest.mark.slow  # subprocess: make -n of the whole paper DAG (fast tier: issue #21 item 9)
@@ -98,8 +108,8 @@ def test_paper_profile_dry_run_shows_the_whole_dag():
     cmds = [line for line in out.stdout.splitlines() if " -m papermill " in line]
     cfg = config.load_profile("paper")
     n_units = len(grid.units(cfg, validate=False))
-    n_ev = len(grid.evaluation_units(grid.runs(cfg, validate=False)))
-    assert n_units == 5 and n_ev == 25
+    n_ev = len(grid.evaluation_jobs(grid.runs(cfg, validate=False)))
+    assert n_units == 5 and n_ev == 5     # one evaluation job per task (its 5 methods' units)
     assert len([c for c in cmds if "02_finetune" in c]) == n_units
     assert len([line for line in out.stdout.splitlines() if "-m lib.pipeline.evaluate paper" in line]) == n_ev
     for stage in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures"):

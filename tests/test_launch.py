@@ -170,13 +170,13 @@ echo "$id"
     assert "--dependency" not in sb[0] and "--array=1-1" in sb[0] and "--gres=gpu:1 -c 8" in sb[0]
     for k in range(1, 5):
         assert f"--dependency=afterok:{100 + k}" in sb[k], sb[k]
-    assert "--array=1-2 " in sb[2] and "--array=1-10 " in sb[3]   # 2 fine-tuning units, 10 evaluation units
+    assert "--array=1-2 " in sb[2] and "--array=1-2 " in sb[3]   # 2 fine-tuning units, 2 evaluation jobs (one per task)
     ran = [c for c in calls if c.startswith(("python ", "make "))]
-    assert len([c for c in calls if c.startswith("srun ")]) == len(ran) == 1 + 1 + 2 + 10 + 1
+    assert len([c for c in calls if c.startswith("srun ")]) == len(ran) == 1 + 1 + 2 + 2 + 1
     order = [c.split(" -m ")[1].split()[0:2] if " -m " in c else ["make", "figures"] for c in ran]
     assert order[0] == ["papermill", "notebooks/00_pretrain.ipynb"] and order[1] == ["papermill", "notebooks/01_zero_shot.ipynb"]
     assert [o[1] for o in order[2:4]] == ["notebooks/02_finetune.ipynb"] * 2
-    assert all(o[0] == "lib.pipeline.evaluate" for o in order[4:14]) and order[14] == ["make", "figures"]
+    assert all(o[0] == "lib.pipeline.evaluate" for o in order[4:6]) and order[6] == ["make", "figures"]
     assert (build / "smoke" / "00_pretrain.ipynb").exists() and (build / "smoke" / "runs" / "objects" / "02_finetune.ipynb").exists()
     assert not list(build.rglob("*.tmp.ipynb"))
     from lib.pipeline import (

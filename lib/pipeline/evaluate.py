@@ -1,7 +1,8 @@
 """Stage 03: evaluate fine-tuned runs on ID, DG and CF data.
 
-One job per (task, method) unit (``python -m lib.pipeline.evaluate <profile> <task> <method>``,
-a Make target each, so ``make -j`` runs them in parallel) writes ``runs/<task>/<method>/evaluation.csv``;
+One job per task (``python -m lib.pipeline.evaluate <profile> <task> <method> [<method> ...]``, a
+Make recipe each, so ``make -j`` runs them in parallel) evaluates the (task, method) units of its
+methods; each unit writes ``runs/<task>/<method>/evaluation.csv``;
 each run's rows are also cached in its ``eval.json``, keyed by its inputs (the hash of the
 evaluation code, :data:`EVAL_CODE`; the full hash of its trained state, its request, the base
 model's state, the data's fingerprints and the zero-shot numbers its rows copy) and holding the hash of its own rows. A cache is reused only when its key
@@ -145,10 +146,19 @@ def _check_zero_shot(profile: str, task: str, domain: str, n: int, acc, n_correc
 
 
 def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> pd.DataFrame:
-    """Evaluate every run of one (task, method) unit; writes ``runs/<task>/<method>/evaluation.csv``.
+    """Evaluate every run of one (task, method) unit; writes ``runs/<task>/<method>/evaluation.csv``
+    (:func:`evaluate_task` for one method)."""
+    return evaluate_task(cfg, task, [method], progress)[method]
 
-    Checks come first, cheapest first: parameters, the data, the zero-shot table, the runs."""
-    started = time.time()
+
+def evaluate_task(cfg: dict, task: str, methods: list[str], progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Evaluate the units (task, m) for every m of ``methods`` in this process (one evaluation job):
+    each writes ``runs/<task>/<m>/evaluation.csv``, its sweep points' rows and its timing. The base
+    model, the data checks, the zero-shot table and the zero-shot model's accuracies on the sweep
+    points' images are loaded or computed once for all of them.
+
+    Checks come first, cheapest first, for every unit before any work: parameters, the data, the
+    zero-shot table, the runs."""
     profile = cfg["name"]
     p = config.stage_params(STAGE, profile)  # validated by the schema (batch_size >= 1, num_workers >= 0)
     batch_size, num_workers = p["batch_size"], p["num_workers"]
@@ -158,59 +168,95 @@ def evaluate_unit(cfg: dict, task: str, method: str, progress: bool = True) -> p
     source.check()
     zs = zero_shot_rows(profile)
     units = evaluation_units(runs(cfg))  # the grid, built and validated once
-    rs = units.get((task, method))
-    if not rs:
-        valid = ", ".join(f"{t}/{m}" for t, m in units)
-        raise ConfigError(f"({task}, {method}) is not an evaluation unit of profile {profile!r}; valid: {valid}")
-    missing = [r for r in rs if finished_row(profile, r) is None]
-    if missing:
-        why = marker_problem(profile, missing[0])
-        raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. {missing[0].label}: "
-                                f"{why}): make finetune PROFILE={profile}")
+    todo = {}
+    for method in dict.fromkeys(methods):
+        rs = units.get((task, method))
+        if not rs:
+            valid = ", ".join(f"{t}/{m}" for t, m in units)
+            raise ConfigError(f"({task}, {method}) is not an evaluation unit of profile {profile!r}; valid: {valid}")
+        missing = [r for r in rs if finished_row(profile, r) is None]
+        if missing:
+            why = marker_problem(profile, missing[0])
+            raise FileNotFoundError(f"{len(missing)} runs of unit {task}/{method} are not finished (e.g. "
+                                    f"{missing[0].label}: {why}): make finetune PROFILE={profile}")
+        todo[method] = rs
     base = base_model(cfg)
     base_state = models.state_fingerprint(base.model)
-    rows, timing = [], []
-    for i, r in enumerate(rs, 1):
+    sweep = SweepSplits(source, task, panel, p.get("sweep_eval_images"), base, batch_size, num_workers)
+    out = {}
+    for method, rs in todo.items():
+        started = time.time()
+        rows, timing = [], []
+        for i, r in enumerate(rs, 1):
+            t0 = time.perf_counter()
+            got = evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers, panel)
+            seconds = time.perf_counter() - t0
+            cached = isinstance(got, CachedRows)
+            timing.append({"run": r.label, "seconds": seconds, "images": int(sum(x["n_images"] for x in got)),
+                           "cached": cached})
+            rows += got
+            if progress:
+                state = "cached" if cached else f"{timing[-1]['images'] / seconds:,.0f} images/s"
+                log(f"[{i}/{len(rs)}] evaluated {r.label} ({state})")
+        df = pd.DataFrame(rows)[EVAL_COLUMNS]
+        schema.validate(df, schema.EVALUATION, f"the evaluation rows of unit {task}/{method}", profile)
+        write_csv(df, paths.unit_eval_csv(profile, task, method),
+                  {"unit": f"{task}/{method}", "eval_version": EVAL_VERSION,
+                   "inputs": {r.label: content_hash(x) for r, x in zip(rs, _by_run(rows, rs))}},
+                  float_format=None)
         t0 = time.perf_counter()
-        got = evaluate_run(r, profile, base, base_state, source, zs, batch_size, num_workers, panel)
-        seconds = time.perf_counter() - t0
-        cached = isinstance(got, CachedRows)
-        timing.append({"run": r.label, "seconds": seconds, "images": int(sum(x["n_images"] for x in got)),
-                       "cached": cached})
-        rows += got
-        if progress:
-            state = "cached" if cached else f"{timing[-1]['images'] / seconds:,.0f} images/s"
-            log(f"[{i}/{len(rs)}] evaluated {r.label} ({state})")
-    df = pd.DataFrame(rows)[EVAL_COLUMNS]
-    out = paths.unit_eval_csv(profile, task, method)
-    schema.validate(df, schema.EVALUATION, f"the evaluation rows of unit {task}/{method}", profile)
-    write_csv(df, out, {"unit": f"{task}/{method}", "eval_version": EVAL_VERSION,
-                        "inputs": {r.label: content_hash(x) for r, x in zip(rs, _by_run(rows, rs))}},
-              float_format=None)
-    t0 = time.perf_counter()
-    srows = sweep_rows(cfg, task, method, base, source, panel, p.get("sweep_eval_images"), batch_size, num_workers)
-    write_csv(pd.DataFrame(srows, columns=SWEEP_COLUMNS),
-              paths.product(profile, paths.UNIT_SWEEP_EVAL_CSV, task=task, method=method),
-              {"unit": f"{task}/{method}", "sweep_eval_images": p.get("sweep_eval_images")})
-    if srows and progress:
-        log(f"evaluated {len({x['lr'] for x in srows})} sweep points of {task}/{method} on "
-            f"{p.get('sweep_eval_images')} images per split ({time.perf_counter() - t0:.1f} s)")
-    write_json(paths.unit_eval_timing(profile, task, method), {"unit": f"{task}/{method}", "start": started,
-                                                 "end": time.time(), "runs": timing})
-    return df
+        srows = sweep_rows(cfg, task, method, sweep)
+        write_csv(pd.DataFrame(srows, columns=SWEEP_COLUMNS),
+                  paths.product(profile, paths.UNIT_SWEEP_EVAL_CSV, task=task, method=method),
+                  {"unit": f"{task}/{method}", "sweep_eval_images": p.get("sweep_eval_images")})
+        if srows and progress:
+            log(f"evaluated {len({x['lr'] for x in srows})} sweep points of {task}/{method} on "
+                f"{p.get('sweep_eval_images')} images per split ({time.perf_counter() - t0:.1f} s)")
+        write_json(paths.unit_eval_timing(profile, task, method), {"unit": f"{task}/{method}", "start": started,
+                                                                   "end": time.time(), "runs": timing})
+        out[method] = df
+    return out
+
+
+class SweepSplits:
+    """The images every sweep point of one task is evaluated on (the first ``n_images`` test images of
+    each split :func:`lib.evaluate.eval_splits` names) and the zero-shot model's accuracy on them:
+    loaded and computed once per evaluation job, on first use (a profile without sweep evaluation,
+    or a job whose methods have no sweep, never loads them)."""
+
+    def __init__(self, source, task: str, panel: list[str] | None, n_images: int | None, base,
+                 batch_size: int, num_workers: int):
+        self.source, self.task, self.panel, self.n_images = source, task, panel, n_images
+        self.base, self.batch_size, self.num_workers = base, batch_size, num_workers
+        self._splits = None
+
+    def accuracy(self, clf, sp) -> float:
+        return train.accuracy(clf, sp, self.base, self.batch_size, num_workers=self.num_workers)
+
+    @property
+    def splits(self) -> list[tuple]:
+        """[(eval task, domain, images, zero-shot accuracy)]."""
+        if self._splits is None:
+            splits = []
+            for t, d, sp in eval_splits(self.source, self.task, self.panel):
+                full = self.source.load(t, d, sp)
+                splits.append((t, d, full.subset(np.arange(min(int(self.n_images), len(full))))))
+            zs = M.build(self.base.model, "full")  # untrained: the zero-shot model itself
+            self._splits = [(t, d, sp, self.accuracy(zs, sp)) for t, d, sp in splits]
+            del zs
+        return self._splits
 
 
 SWEEP_COLUMNS = ["task", "method", "lr", "seed", "selected", "nonfinite", "eval_task", "eval_domain", "schema",
                  "n_images", "acc_zero_shot", "acc_finetuned"]
 
 
-def sweep_rows(cfg: dict, task: str, method: str, base, source, panel: list[str] | None, n_images: int | None,
-               batch_size: int, num_workers: int) -> list[dict]:
+def sweep_rows(cfg: dict, task: str, method: str, sweep: SweepSplits) -> list[dict]:
     """Every learning-rate sweep point of the unit (the extension's too) evaluated like a study run but on
     the first ``n_images`` test images of each of its splits (``sweep_eval_images``), accuracy only,
-    with the zero-shot model's accuracy on the same images: the trade-off of ID gain, DG gain and
-    forgetting along the learning rate. None / 0 (world v2's profiles): no rows."""
-    if not n_images:
+    with the zero-shot model's accuracy on the same images (``sweep``): the trade-off of ID gain, DG
+    gain and forgetting along the learning rate. None / 0 (world v2's profiles): no rows."""
+    if not sweep.n_images:
         return []
     profile = cfg["name"]
     pts, prows, sel = Unit(cfg, task, method).sweep_state()
@@ -218,23 +264,15 @@ def sweep_rows(cfg: dict, task: str, method: str, base, source, panel: list[str]
         return []  # one rate: no sweep
     if any(r is None for r in prows) or sel is None:
         raise FileNotFoundError(f"the sweep of {task}/{method} is not finished: make finetune PROFILE={profile}")
-    id_domain = source.task(task).id_domain
-    splits = []
-    for t, d, sp in eval_splits(source, task, panel):
-        full = source.load(t, d, sp)
-        splits.append((t, d, full.subset(np.arange(min(int(n_images), len(full))))))
-    zs = M.build(base.model, "full")  # untrained: the zero-shot model itself
-    zs_acc = {(t, d): train.accuracy(zs, sp, base, batch_size, num_workers=num_workers) for t, d, sp in splits}
-    del zs
+    id_domain = sweep.source.task(task).id_domain
     rows = []
     for r, row in zip(pts, prows):
-        clf = train.load_run(base, r.dir(profile))
-        for t, d, sp in splits:
+        clf = train.load_run(sweep.base, r.dir(profile))
+        for t, d, sp, zs_acc in sweep.splits:
             rows.append({"task": task, "method": method, "lr": r.lr, "seed": r.seed, "selected": r.lr == sel,
                          "nonfinite": bool(row.get("nonfinite")), "eval_task": t, "eval_domain": d,
                          "schema": schema_of(task, t, d, id_domain), "n_images": len(sp),
-                         "acc_zero_shot": zs_acc[(t, d)],
-                         "acc_finetuned": train.accuracy(clf, sp, base, batch_size, num_workers=num_workers)})
+                         "acc_zero_shot": zs_acc, "acc_finetuned": sweep.accuracy(clf, sp)})
     return rows
 
 
@@ -253,16 +291,18 @@ class CachedRows(list):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3:
-        print("usage: python -m lib.pipeline.evaluate <profile> <task> <method>", file=sys.stderr)
+    if len(argv) < 3:
+        print("usage: python -m lib.pipeline.evaluate <profile> <task> <method> [<method> ...]", file=sys.stderr)
         return 2
-    profile, task, method = argv
+    profile, task, *methods = argv
 
     def work():
         config.check_profile_name(profile)
         config.check_name(task, "task", key="the <task> argument")
-        config.check_name(method, "method", key="the <method> argument")
-        evaluate_unit(setup(profile, STAGE, label=f"evaluate {task}/{method}"), task, method)
+        for m in methods:
+            config.check_name(m, "method", key="a <method> argument")
+        label = f"evaluate {task}/{methods[0]}" if len(methods) == 1 else f"evaluate {task}"
+        evaluate_task(setup(profile, STAGE, label=label), task, methods)
     return cli(work)
 
 

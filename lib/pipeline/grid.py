@@ -3,11 +3,12 @@
 A fine-tuning *unit* is one task: one execution of ``notebooks/02_finetune.ipynb`` trains, for every
 method, the learning-rate sweep (seed 0 at each rate of the method's ``lr_grid``), then the study's
 runs (seeds, variants) at the selected rate, in one kernel. An *evaluation unit* is one (task,
-method): one job evaluates that pair's study runs. A run is a :class:`lib.paths.RunId`; its marker
+method), that pair's study runs and its product files; one evaluation job (one process) evaluates
+every unit of one task. A run is a :class:`lib.paths.RunId`; its marker
 file says it is complete, so a killed unit redoes only unfinished runs.
 
-    python -m lib.pipeline.grid <profile> --make       # the Make include (one rule per unit)
-    python -m lib.pipeline.grid <profile> --commands   # one shell command per unit (SLURM arrays...)
+    python -m lib.pipeline.grid <profile> --make       # the Make include (one rule per unit or job)
+    python -m lib.pipeline.grid <profile> --commands   # one shell command per unit or job (SLURM arrays...)
     python -m lib.pipeline.grid <profile> --runs       # every run (sweep points too), one per line
     python -m lib.pipeline.grid <profile> --progress finetune|evaluate   # "[k/N] ..." for Make
 """
@@ -139,7 +140,8 @@ def sweep_runs(cfg: dict, validate: bool = True, rs: list[RunId] | None = None) 
 
 
 def evaluation_units(rs: list[RunId]) -> "OrderedDict[tuple[str, str], list[RunId]]":
-    """Study runs grouped by (task, method), in grid order: one evaluation job each."""
+    """Study runs grouped by (task, method), in grid order: the evaluation units (one product pair
+    each; :func:`evaluation_jobs` groups them into one job per task)."""
     out: OrderedDict = OrderedDict()
     for r in rs:
         out.setdefault((r.task, r.method), []).append(r)
@@ -203,18 +205,21 @@ def _stage_rules(profile: str, cfg: dict, us, evs) -> list[str]:
 
     lines = [f"STAGE_{s.name} := {_product(s.target)}" for s in stages.STAGES if not s.per]
     for s in stages.STAGES:
-        for unit in (unit_args[s.per] if s.per else [()]):
-            kw = dict(zip(s.per, unit))
-            outs = [_product(p, **kw) for p in s.products]
-            # the method files feed a fine-tuning unit (every method it trains)
-            methods = tuple(dict.fromkeys(r.method for r in us[unit[0]])) if s.per == ("task",) else ()
-            deps = ([f"$(NB)/{s.notebook}.ipynb"] if s.notebook else []) \
-                + [d for n in s.needs for d in targets_of(n, unit)] + pfiles(s, methods) \
-                + (["$(PROFILE_YAML)"] if s.name == "pretrain" else []) + [f"$({s.code_var})"]
+        for job in (_jobs(unit_args[s.per], len(s.job_keys)) if s.per else [[()]]):
+            outs, deps = [], ([f"$(NB)/{s.notebook}.ipynb"] if s.notebook else [])
+            for unit in job:   # one recipe makes every product of the job's units
+                kw = dict(zip(s.per, unit))
+                outs += [_product(p, **kw) for p in s.products]
+                # the method files feed a fine-tuning unit (every method it trains)
+                methods = tuple(dict.fromkeys(r.method for r in us[unit[0]])) if s.per == ("task",) else ()
+                deps += [d for n in s.needs for d in targets_of(n, unit)] + pfiles(s, methods)
+            deps += (["$(PROFILE_YAML)"] if s.name == "pretrain" else []) + [f"$({s.code_var})"]
             sep = " &: " if len(outs) > 1 else ": "
             lines.append(" ".join(outs) + sep + " ".join(dict.fromkeys(deps)))
-            if s.per:
-                lines.append(f"\t$(call {s.name},{','.join(unit)})")
+            if s.per:   # $(call <stage>,<key>,...,<the rest of each unit's keys, space-separated>)
+                k = len(s.job_keys)
+                rest = [" ".join(dict.fromkeys(u[i] for u in job)) for i in range(k, len(s.per))]
+                lines.append(f"\t$(call {s.name},{','.join([*job[0][:k], *rest])})")
             elif s.notebook:
                 nb_out = _product(f"{s.notebook}.ipynb")
                 lines.append(f"\t$(call papermill,{s.notebook},{nb_out},,,{s.label or s.name})")
@@ -245,6 +250,22 @@ def make_include(profile: str) -> str:
              "# each stage's code: the import closure inside lib/ of its entry modules",
              *code_variables(), f"N_UNITS := {len(us)}", *_stage_rules(profile, cfg, us, evs)]
     return "\n".join(lines) + "\n"
+
+
+def _jobs(units: list[tuple], k: int) -> list[list[tuple]]:
+    """``units`` grouped into jobs by their first ``k`` keys, in order of first appearance."""
+    out: OrderedDict = OrderedDict()
+    for u in units:
+        out.setdefault(u[:k], []).append(u)
+    return list(out.values())
+
+
+def evaluation_jobs(rs: list[RunId]) -> "OrderedDict[str, list[str]]":
+    """The evaluation jobs: task -> its methods (one process each, :mod:`lib.pipeline.stages`)."""
+    out: OrderedDict = OrderedDict()
+    for t, m in evaluation_units(rs):
+        out.setdefault(t, []).append(m)
+    return out
 
 
 def _make_name(name: str, what: str) -> str:
@@ -287,18 +308,19 @@ def notebook_command(py: str, notebook: str, out, profile: str, label: str, extr
 
 
 def unit_commands(cfg: dict, py: str) -> tuple[list[str], list[str]]:
-    """The fine-tuning units' commands (one per task) and the evaluation units' (one per (task,
-    method)) of a loaded profile; ``py`` is already quoted."""
+    """The fine-tuning units' commands (one per task) and the evaluation jobs' (one per task, for all
+    its methods) of a loaded profile; ``py`` is already quoted."""
     q, profile = shlex.quote, cfg["name"]
     ft = [notebook_command(py, "02_finetune", paths.unit_notebook(profile, t), profile, f"finetune {t}",
                            f" -p task {q(t)}") for t in units(cfg)]
-    ev = [f"{py} -m lib.pipeline.evaluate {q(profile)} {q(t)} {q(m)}" for t, m in evaluation_units(runs(cfg))]
+    ev = [f"{py} -m lib.pipeline.evaluate {q(profile)} {q(t)} " + " ".join(q(m) for m in ms)
+          for t, ms in evaluation_jobs(runs(cfg)).items()]
     return ft, ev
 
 
 def commands(profile: str, python: str = "python") -> list[str]:
     """One self-contained shell command per unit of work, in dependency order: fine-tuning units
-    (one per task, independent of each other), then evaluation units (one per (task, method)).
+    (one per task, independent of each other), then evaluation jobs (one per task, every method).
     Each runs from the repository root. Every phase, the stages before and after the units included
     (pretrain, zero-shot, figures): :func:`lib.pipeline.launch.phases` (``make commands``)."""
     config.check_all(profile)

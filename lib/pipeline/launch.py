@@ -8,7 +8,7 @@ Phases, in dependency order (each needs every command of the phases before it to
 1. ``pretrain``  -- ``00_pretrain`` (the world and the checkpoint of the embedded profiles);
 2. ``zero-shot`` -- ``01_zero_shot`` (``results/zero_shot.csv``, which evaluation reads);
 3. ``finetune``  -- one ``02_finetune`` notebook per task (independent of each other);
-4. ``evaluate``  -- one ``lib.pipeline.evaluate`` job per (task, method) (independent of each other);
+4. ``evaluate``  -- one ``lib.pipeline.evaluate`` job per task, every method of it (independent of each other);
 5. ``figures``   -- ``make figures``: aggregates the units (they are found done), ``03_evaluate``, ``04_figures``.
 
 ``--commands`` prints only commands, one per line (every phase in order, or one ``--phase``): line k of

@@ -40,6 +40,9 @@ class Stage:
     """``params/<params>.yaml`` (and the profile's overlay) feeds it."""
     per: tuple[str, ...] = ()
     """``("task",)``: one unit per task of the grid; ``("task", "method")``: per (task, method)."""
+    job: tuple[str, ...] | None = None
+    """The unit keys one job covers (one Make recipe, one process, all its units' products): a prefix
+    of ``per``; default ``per`` (one job per unit)."""
     done: str | None = None
     """The product whose presence shows that the stage ran (default: its first product)."""
     label: str | None = None
@@ -62,11 +65,18 @@ class Stage:
         return self.entry or self.name.replace("_", "-")
 
     @property
+    def job_keys(self) -> tuple[str, ...]:
+        return self.per if self.job is None else self.job
+
+    @property
     def code_var(self) -> str:
         return f"CODE_{self.name.upper()}"
 
 
-# Every stage in the order it runs. lib.plots and lib.notebook are imported by the notebooks of the
+# Every stage in the order it runs. Evaluation writes one product pair per (task, method) but runs one
+# job per task (all its methods in one process: the base model, the data checks and the zero-shot
+# accuracies of the sweep points are loaded once; on 2 cores a process's start-up, ~4 s of imports,
+# was 46% of the 160 per-(task, method) processes of study v3's evaluation). lib.plots and lib.notebook are imported by the notebooks of the
 # stages before figures only to draw and show (DISPLAY_ONLY): no result depends on them, so they are
 # the figures stage's code and no other's (an edit to lib/plots.py re-runs the figures only).
 STAGES: tuple[Stage, ...] = (
@@ -84,7 +94,7 @@ STAGES: tuple[Stage, ...] = (
           ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream")),
     Stage("evaluate_unit", None, "lib.pipeline.evaluate", ("finetune_unit", "zero_shot"),
           (P.UNIT_EVAL_CSV, P.UNIT_SWEEP_EVAL_CSV), ("lib.pipeline.evaluate", "lib.pipeline.grid"),
-          params="03_evaluate", per=("task", "method"), entry="evaluate"),
+          params="03_evaluate", per=("task", "method"), job=("task",), entry="evaluate"),
     Stage("evaluate", "03_evaluate", None, ("evaluate_unit", "finetune", "zero_shot"), (P.EVALUATION_CSV, P.SWEEP_EVALUATION_CSV, "03_evaluate.ipynb"),
           ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream")),
     Stage("figures", "04_figures", None, ("zero_shot", "finetune", "evaluate"), ("04_figures.ipynb",),
