@@ -100,6 +100,40 @@ def test_sweep_tradeoff_means_over_the_tasks_that_tried_each_rate():
     assert fig.axes[0].get_xlabel().startswith("CF drop")
 
 
+def test_seed_noise_pools_within_task_variances_beside_the_between_task_sd():
+    import numpy as np
+    import pandas as pd
+    from lib.analysis import report, tables
+    gains = {"t0": [0.10, 0.12, 0.14], "t1": [0.30, 0.30, 0.33], "t2": [0.20], "t3": [0.50]}
+    rows = [{"train_task": t, "method": "lora", "variant": "default", "seed": i, "id_gain": g, "dg_gain": 0.0,
+             "cf_drop": 0.01 * i} for t, gs in gains.items() for i, g in enumerate(gs)]
+    rows.append({"train_task": "t0", "method": "lora", "variant": "q", "seed": 0, "id_gain": 9.0, "dg_gain": 9.0,
+                 "cf_drop": 9.0})          # another variant: not counted
+    sn = tables.seed_noise(pd.DataFrame(rows)).set_index("quantity")
+    want_seed = np.sqrt((np.var([0.10, 0.12, 0.14], ddof=1) + np.var([0.30, 0.30, 0.33], ddof=1)) / 2)
+    want_task = np.std([0.12, 0.31, 0.20, 0.50], ddof=1)
+    r = sn.loc["id_gain"]
+    assert abs(r["seed_sd"] - want_seed) < 1e-12 and abs(r["task_sd"] - want_task) < 1e-12
+    assert (r["seed_tasks"], r["seeds"], r["n_tasks"]) == (2, 6, 4) and abs(r["ratio"] - want_seed / want_task) < 1e-12
+    assert np.isnan(sn.loc["dg_gain", "ratio"])           # no spread between tasks: no ratio
+    line = report.seed_noise_summary(sn.reset_index())
+    assert f"ID gain {100 * want_seed:.1f}–{100 * want_seed:.1f} vs {100 * want_task:.1f}–" in line
+    assert "2 tasks x 3 seeds" in line and "tasks: 4" in line
+    one_seed = pd.DataFrame([x for x in rows if x["seed"] == 0])
+    assert tables.seed_noise(one_seed).empty                # no task with two seeds: no table
+
+
+def test_sweep_markdown_counts_rates_when_a_row_per_task_would_not_fit():
+    import pandas as pd
+    from lib.analysis import report
+    rows = [{"task": f"t{i}", "method": "lora", "lr": lr, "selected": lr == (0.1 if i < 8 else 0.3)}
+            for i in range(12) for lr in (0.1, 0.3, 1.0)]
+    wide = report.sweep_markdown(pd.DataFrame(rows), max_tasks=20)
+    assert wide.count("\n") == 2 + 12 and "| t0 | 0.1* |" in wide
+    short = report.sweep_markdown(pd.DataFrame(rows))
+    assert short.count("\n") == 3 and "| LoRA | 0.1: 8 (8*), 0.3: 4 |" in short
+
+
 def test_zero_shot_prompts_follow_each_splits_classes(monkeypatch):
     """A shifted domain may hold a subset of its task's classes (ImageNet-R's 200 of 1,000): its
     prompts are its own classes', not the first domain's of the task (text_cache keyed by the classes)."""

@@ -80,7 +80,7 @@ def compute(results, cfg: dict | None = None) -> dict:
 PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "effects": True, "predictors": True,
                     "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
                     "alignment": True, "ablations": True, "zero_shot_summary": True, "run_flags": True,
-                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "training_check": True, "sweep_tradeoff": True, "claims": False, "claim_tests": True, "gain_points": False,
+                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "training_check": True, "sweep_tradeoff": True, "seed_noise": True, "claims": False, "claim_tests": True, "gain_points": False,
                     "runs": False, "seed_aggregate": False}
 
 

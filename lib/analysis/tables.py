@@ -558,6 +558,38 @@ def ablation_table(runs: pd.DataFrame, ft: pd.DataFrame, method: str = "aclip") 
     return t
 
 
+# ----------------------------------------------------------------------------- seed noise
+SEED_NOISE_QUANTITIES = ["id_gain", "dg_gain", "cf_drop"]
+
+
+def seed_noise(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Per method and quantity: the seed-to-seed SD *within* a task beside the SD *between* tasks.
+
+    ``seed_sd``: pooled over the tasks with at least two seeds (the profile's seed-noise subset), the
+    square root of the mean of their per-task sample variances (ddof 1; ``seed_tasks`` tasks, ``seeds``
+    runs); ``task_sd``: the SD over all tasks of the per-task seed means (``n_tasks``), the spread every
+    test over tasks works against; ``ratio`` = seed_sd / task_sd (one seed's noise as a share of the
+    between-task spread). Empty when no task has two seeds."""
+    r = runs[runs["variant"] == variant]
+    rows = []
+    for m in methods_in(r):
+        g = r[r["method"] == m]
+        for q in SEED_NOISE_QUANTITIES:
+            by = g.groupby("train_task")[q]
+            n = by.count()
+            var = by.var(ddof=1)[n >= 2].dropna()
+            if not len(var):
+                continue
+            means = by.mean().dropna()
+            seed_sd = float(np.sqrt(var.mean()))
+            task_sd = float(means.std(ddof=1)) if len(means) >= 2 else float("nan")
+            rows.append(dict(method=m, quantity=q, seed_sd=seed_sd, seed_tasks=int(len(var)),
+                             seeds=int(n[var.index].sum()), task_sd=task_sd, n_tasks=int(len(means)),
+                             ratio=seed_sd / task_sd if task_sd > 0 else float("nan")))
+    return pd.DataFrame(rows, columns=["method", "quantity", "seed_sd", "seed_tasks", "seeds", "task_sd", "n_tasks",
+                                       "ratio"])
+
+
 # ----------------------------------------------------------------------------- one-sample effects
 SESOI = 0.02   # pre-registered smallest effect of interest: 2 accuracy points (claim 4b's "no DG gain")
 EFFECT_QUANTITIES = ["id_gain", "dg_gain", "cf_drop", "balance"]
@@ -606,6 +638,9 @@ def compute(res: dict) -> dict:
            "world_check": world_check(zs), "ablations": ablation_table(runs, ft), "alignment": alignment(ev, runs),
            "run_flags": run_flags(runs), "training_check": training_check(runs),
            **claim_tables(zs, runs, gain_points(zs, ev, runs))}
+    sn = seed_noise(runs)
+    if len(sn):  # a profile with a seed-noise subset (study v3), or several seeds per task
+        out["seed_noise"] = sn
     tr = sweep_tradeoff(res.get("sweep_evaluation"))
     if len(tr):  # study v3: every sweep point evaluated (world v2's profiles have no such rows)
         out["sweep_tradeoff"] = tr

@@ -106,7 +106,8 @@ def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "p
     selected learning rates, verdicts)."""
     text = Path(readme).read_text()
     block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"),
-                                manipulation=t.get("manipulation_checks"), training=t.get("training_check"))
+                                manipulation=t.get("manipulation_checks"), training=t.get("training_check"),
+                                seed_noise=t.get("seed_noise"))
     io.write_text(Path(readme), report.replace_block(text, block))  # atomic: a failed write keeps the old README
     return Path(readme)
 

@@ -149,6 +149,7 @@ KEYS = {
     "manipulation_checks.csv": ["check"],
     "training_check.csv": ["task"],
     "sweep_tradeoff.csv": ["method", "lr"],
+    "seed_noise.csv": ["method", "quantity"],
     "zero_shot_summary.csv": ["task", "domain"],
 }
 CLAIMS = "claims.csv"
