@@ -278,3 +278,8 @@ def test_evaluate_unit_names_a_unit_that_does_not_exist(tmp_path, monkeypatch):
     monkeypatch.setattr(E, "zero_shot_rows", lambda profile: {})
     with pytest.raises(ConfigError, match=r"\(objects, nope\) is not an evaluation unit of profile 'smoke'; valid: "):
         E.evaluate_unit(config.load_profile("smoke"), "objects", "nope", progress=False)
+    # one job, several units: every unit is checked before any work (the valid first one is not evaluated)
+    monkeypatch.setattr(E, "base_model", lambda cfg: pytest.fail("work started before every unit was checked"))
+    with pytest.raises(ConfigError, match=r"\(objects, nope\) is not an evaluation unit"):
+        E.evaluate_task(config.load_profile("smoke"), "objects", ["full", "nope"], progress=False)
+    assert not any(tmp_path.rglob("*.csv"))

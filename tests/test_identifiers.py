@@ -194,7 +194,9 @@ def test_publish_refuses_a_path_as_profile(tmp_path, outside, capsys):
     ("verify", ["../x"], r"'../x' is not a profile name"),
     ("evaluate", ["../x", "objects", "lora"], r"'../x' is not a profile name"),
     ("evaluate", ["smoke", "../x", "lora"], rf"the <task> argument: the task name '../x' {IDENT}"),
-    ("evaluate", ["smoke", "objects", "lora;id"], rf"the <method> argument: the method name 'lora;id' {IDENT}"),
+    ("evaluate", ["smoke", "objects", "lora;id"], rf"a <method> argument: the method name 'lora;id' {IDENT}"),
+    ("evaluate", ["smoke", "objects", "full", "lora;id"], rf"a <method> argument: the method name 'lora;id' {IDENT}"),
+    ("evaluate", ["smoke", "objects"], r"usage: python -m lib.pipeline.evaluate <profile> <task> <method> \[<method> ...\]"),
 ])
 def test_entry_points_check_their_arguments_first(module, argv, match, outside, capsys):
     import importlib

@@ -168,12 +168,13 @@ def evaluate_task(cfg: dict, task: str, methods: list[str], progress: bool = Tru
     source.check()
     zs = zero_shot_rows(profile)
     units = evaluation_units(runs(cfg))  # the grid, built and validated once
-    todo = {}
-    for method in dict.fromkeys(methods):
-        rs = units.get((task, method))
-        if not rs:
+    for method in methods:
+        if (task, method) not in units:
             valid = ", ".join(f"{t}/{m}" for t, m in units)
             raise ConfigError(f"({task}, {method}) is not an evaluation unit of profile {profile!r}; valid: {valid}")
+    todo = {}
+    for method in dict.fromkeys(methods):
+        rs = units[(task, method)]
         missing = [r for r in rs if finished_row(profile, r) is None]
         if missing:
             why = marker_problem(profile, missing[0])
