@@ -12,7 +12,7 @@ $(error GNU make $(MAKE_VERSION) is too old: this Makefile needs GNU make >= 4.3
   (macOS: brew install make, then run gmake; Debian/Ubuntu >= 21.04 / WSL2: apt install make) and run again)
 endif
 
-PROFILE ?= mini
+PROFILE ?= study3
 # JOBS units run at once; each unit's process takes the CPUs it may use (SLURM_CPUS_PER_TASK, else its CPU
 # affinity) divided by the units sharing its host (JOBS, or 1 when LAUNCH sends each unit to its own
 # allocation): lib.pipeline.common.unit_threads, in the unit, not on the Make host
@@ -51,13 +51,13 @@ export PYTHONUNBUFFERED := 1
 all: reproduce
 
 help:
-	@echo "make reproduce [PROFILE=mini|smoke|paper]  the whole study (creates .venv first unless PY=... is given)"
+	@echo "make reproduce [PROFILE=study3|mini|smoke|paper] the whole study (creates .venv first unless PY=... is given)"
 	@echo "make smoke                                  the same DAG on tiny sizes (build/smoke)"
 	@echo "make test                                   unit tests + notebook tests (nbval), as CI runs them"
 	@echo "make test-unit                              the fast unit tests only (pytest -m 'not slow' -n auto)"
 	@echo "make bench                                  benchmark table"
 	@echo "make verify                                 compare a fresh run with paper_figures/ (tolerances, verdicts)"
-	@echo "make publish [PROFILE=mini]                 copy the build's figures, tables, notebooks to paper_figures/ + README block"
+	@echo "make publish [PROFILE=study3]               copy the build's figures, tables, notebooks to paper_figures/ + README block"
 	@echo "make release-check                          LICENSE, CITATION.cff, CHANGELOG, .zenodo.json, pyproject agree"
 	@echo "make setup [CPU=1] [PYTHON=python3.11]      .venv from the lock (CPU=1: CPU-only torch, requirements-cpu.txt)"
 	@echo "make dry-run PROFILE=paper                  show the commands the DAG would run"

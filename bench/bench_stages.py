@@ -2,7 +2,7 @@
 
     python bench/bench_stages.py [PROFILE] [--build DIR]
 
-PROFILE defaults to $PROFILE, else ``mini``; DIR to $CLIPMIS_BUILD, else ``build/``. Only reads files:
+PROFILE defaults to $PROFILE, else ``study3``; DIR to $CLIPMIS_BUILD, else ``build/``. Only reads files:
 papermill's ``metadata.papermill`` (start_time, end_time, duration) of the stage notebooks
 (``00_pretrain``, ``01_zero_shot``, one ``02_finetune`` per (task, method) unit, ``03_evaluate``,
 ``04_figures``), ``train_seconds`` of every run (``results/finetune_timing.csv``) and of the
@@ -49,7 +49,7 @@ def hms(sec) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("profile", nargs="?", default=os.environ.get("PROFILE", "mini"))
+    ap.add_argument("profile", nargs="?", default=os.environ.get("PROFILE", "study3"))
     ap.add_argument("--build", default=os.environ.get("CLIPMIS_BUILD", str(ROOT / "build")))
     a = ap.parse_args()
     pdir = Path(a.build) / a.profile

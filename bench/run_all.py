@@ -5,7 +5,7 @@
 Each script runs as its own subprocess (fresh interpreter, so one cannot warm or pollute another)
 from the repo root with this interpreter; its stdout (markdown) goes into the report under a
 heading, its stderr is dropped unless it fails. ``stages`` reads ``build/$PROFILE`` (default
-mini). Names on the command line select scripts; the default is the first five (DEFAULT). Exit
+study3). Names on the command line select scripts; the default is the first five (DEFAULT). Exit
 status 1 if any script failed (the report still has the others). Takes a few minutes on 2 cores.
 
 ``smoke`` (bench/bench_smoke.py: ``make smoke`` from an empty build folder, wall time and peak memory
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(SCRIPTS)}", file=sys.stderr)
         return 2
-    profile = os.environ.get("PROFILE", "mini")
+    profile = os.environ.get("PROFILE", "study3")
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
     dirty = " (uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
     threads, _, torch_version = torch_threads().partition(" ")

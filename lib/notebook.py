@@ -155,17 +155,21 @@ PUBLISHED = {
     "01_zero_shot": (
         ("md", "zero_shot_summary.md", "Zero-shot accuracy, ss, ACS, class ss and modality gap per task and domain"),
         ("csv", "world_check.csv", "World check: each task's zero-shot ID accuracy against its target range"),
+        ("md", "manipulation_checks.md", "Manipulation checks, decided on zero-shot numbers before any fine-tuning"),
         ("notebook", "plots.zero_shot_overview", "Zero-shot measures per task and domain"),
     ),
     "02_finetune": (
         ("selected_lr", "lr_sweep.csv", "Learning rate selected per (task, method) on the ID validation "
-                                        "accuracy of the seed-0 sweep"),
+                                        "accuracy of the sweep"),
         ("png", "lr_sweep.png", "Every sweep point"),
+        ("md", "training_check.md", "Trained long enough: on each task, how many methods beat zero-shot on ID validation"),
     ),
     "03_evaluate": (
         ("md", "headline.md", "Headline: ID gain, DG gain and CF drop per method"),
         ("png", "method_bars.png", "Accuracy per method and schema"),
         ("md", "method_summary.md", "Every quantity per method"),
+        ("md", "seed_noise.md", "Seed noise within a task beside the spread between tasks"),
+        ("png", "sweep_tradeoff.png", "ID gain, DG gain and forgetting along the learning rate (every sweep point evaluated)"),
     ),
     "04_figures": (
         ("md", "headline.md", "Headline"),
@@ -179,7 +183,8 @@ PUBLISHED = {
     ),
 }
 # what RECOMPUTE may name, with what it costs (docs/reproducibility.md has the measured times)
-RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "mini": "~30 min on 2 CPU cores",
+RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "study3": "the default, 32 tasks: ~35-45 min on 2 CPU cores",
+                      "mini": "world v2, 8 tasks: ~30 min on 2 CPU cores",
                       "colab": "real CLIP, a T4 GPU, ~55 min estimated, data downloaded: docs/colab.md",
                       "paper": "a GPU and the data, docs/usage.md"}
 
