@@ -28,7 +28,8 @@ the cells).  Tolerances written:
 * tables of means over tasks and seeds (headline, method_summary, comparisons, effects, alignment,
   ablations, predictors, ..., claims): ``k * sd_max / sqrt(n_seeds * n_tasks)``, ``sd_max`` the
   largest per-run seed SD of the four gains (ID gain, DG gain, CF drop, balance) and ``n_seeds *
-  n_tasks`` the fewest runs behind one mean of that table (its own ``n_seeds`` / ``n_tasks``
+  n_tasks`` the fewest runs behind one mean of that table (at most ``n_tasks^2 / sum(1 / n_seeds)``
+  over the tasks of ``runs.csv``, when tasks have different numbers of seeds; its own ``n_seeds`` / ``n_tasks``
   columns, else the headline's); the same bound for every number of the table (estimates, interval
   bounds, p-values, correlations: no seed measurement of the latter exists; their verdicts are
   compared claim by claim); ``headline`` x100 (accuracy points; the scale is measured from
@@ -165,7 +166,13 @@ def measure(folder: Path) -> dict:
     # ---- tables of means
     sd_max_key = max((f"runs.csv:{g}" for g in GAINS if f"runs.csv:{g}" in sd), key=lambda q: sd[q]["sd"])
     sd_max = sd[sd_max_key]["sd"]
-    n_runs_head = int((head["n_seeds"] * head["n_tasks"]).min())
+    # runs behind one mean over tasks of per-task seed means: n_tasks^2 / sum over tasks of 1 / n_seeds
+    # (= n_seeds * n_tasks when every task has the same seeds; study3: 8 tasks x 3 seeds + 24 x 1 -> 38.4,
+    # where the tables' n_seeds column, the most seeds of any task, would say 96); fewest over methods
+    default_runs = runs[runs["variant"] == "default"] if "variant" in runs.columns else runs
+    n_eff = min(len(c) ** 2 / float((1.0 / c).sum())
+                for _, c in ((m, d.groupby("train_task")["seed"].nunique()) for m, d in default_runs.groupby("method")))
+    n_runs_head = min(int((head["n_seeds"] * head["n_tasks"]).min()), int(n_eff))
     ms = summ[summ["subset"] == summ["subset"].iloc[0]] if "subset" in summ.columns else summ
     ratio = []
     for q in GAINS:
@@ -178,7 +185,7 @@ def measure(folder: Path) -> dict:
         if (folder / name).exists():
             t = pd.read_csv(folder / name)
             if {"n_seeds", "n_tasks"} <= set(t.columns) and len(t):
-                n = int((t["n_seeds"] * t["n_tasks"]).min())
+                n = min(int((t["n_seeds"] * t["n_tasks"]).min()), int(n_eff))
         x = k * sd_max / math.sqrt(n) * (scale if name == "headline.csv" else 1.0)
         tables[name] = {"*": {"abs": _g(x), "sd": _g(sd_max), "n_runs": n,
                               "source": f"mean over tasks and seeds: k x {sd_max_key.split(':')[1]} seed SD / "

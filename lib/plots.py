@@ -262,7 +262,7 @@ def _interval_note(df: pd.DataFrame) -> str:
 def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
     """Fine-tuning gain vs each zero-shot measure present (ss, ACS, IIMM, class silhouette, modality
     gap) per (task, domain) and method. Titles: Spearman ρ over tasks of the mean gain over methods on
-    the ID domain (raw and headroom-normalised gain) with its Fisher-z interval and exact p, read from
+    the ID domain (raw and headroom-normalised gain) with its Fisher-z interval and permutation p (exact up to 8 tasks, Monte Carlo above), read from
     the predictors table."""
     style()
     pts, pred = _all_runs(points), _all_runs(predictors)
@@ -299,7 +299,7 @@ def difficulty_vs_gain(points: pd.DataFrame, predictors: pd.DataFrame):
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=7,
                handletextpad=0.2, columnspacing=0.9, frameon=False)
     fig.suptitle("Zero-shot misalignment vs fine-tuning gain (ρ: Spearman over tasks of the mean gain over methods "
-                 "on the ID domain, Fisher-z interval, exact p; shifted domains: predictors.csv)", fontsize=8)
+                 "on the ID domain, Fisher-z interval, permutation p; shifted domains: predictors.csv)", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -330,7 +330,7 @@ def method_bars(head: pd.DataFrame):
 
 def forgetting_vs_ss(points: pd.DataFrame, spearman: pd.DataFrame):
     """CF drop after fine-tuning on a task vs that task's zero-shot ss, one panel per method (bars:
-    min-max over seeds); titles: Spearman ρ over tasks with its interval and exact p."""
+    min-max over seeds); titles: Spearman ρ over tasks with its interval and permutation p (exact up to 8 tasks)."""
     style()
     pts, sp = _all_runs(points), _all_runs(spearman).set_index("method")
     methods = _methods_in(pts)
