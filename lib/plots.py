@@ -152,8 +152,10 @@ def lr_sweep(sweep: pd.DataFrame):
     style()
     df = sweep.dropna(subset=["best_val_acc"])
     methods = _methods_in(df) if len(df) else [""]
-    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods), 2.6), squeeze=False, sharey=True)
     tasks = list(dict.fromkeys(df["task"])) if len(df) else []
+    legend_rows = -(-len(tasks) // 8) if len(tasks) > 8 else 0     # the legend below the panels, 8 per row
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods), 2.6 + 0.17 * legend_rows),
+                             squeeze=False, sharey=True)
     for ax, method in zip(axes[0], methods):
         g = df[df["method"] == method]
         for i, t in enumerate(tasks):
@@ -169,6 +171,11 @@ def lr_sweep(sweep: pd.DataFrame):
             ax.plot(bad["lr"], 100 * bad["best_val_acc"], marker="x", ms=8, color="k", ls="none")
         ax.set(xscale="log", xlabel="learning rate", title=_mlabel(method))
     axes[0][0].set_ylabel("best ID val. accuracy (%)")
+    if len(tasks) > 8:   # many tasks: one legend below the panels, in columns (inside a panel it hid the data)
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=8, fontsize=6, frameon=False)
+        fig.tight_layout(rect=(0, 0.17 * legend_rows / (2.6 + 0.17 * legend_rows) + 0.01, 1, 1))
+        return fig
     if len(tasks) > 1:
         axes[0][-1].legend(fontsize=6, loc="best")
     fig.tight_layout()
