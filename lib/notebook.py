@@ -182,6 +182,10 @@ PUBLISHED = {
         ("png", "ablations.png", "Ablations"),
     ),
 }
+# what only some profiles publish (shown when there, named as "not published" otherwise): A-CLIP's
+# ablations (profiles with grid.ablations: mini), the sweep-point trade-off (profiles that evaluate every
+# sweep point), seed noise (profiles with several seeds on some task)
+OPTIONAL = frozenset({"ablations.png", "sweep_tradeoff.png", "seed_noise.md"})
 # what RECOMPUTE may name, with what it costs (docs/reproducibility.md has the measured times)
 RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "study3": "the default, 32 tasks: ~35-45 min on 2 CPU cores",
                       "mini": "world v2, 8 tasks: ~30 min on 2 CPU cores",
