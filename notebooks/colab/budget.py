@@ -159,8 +159,8 @@ def estimate(profile: str = "colab", measured=MEASURED, utilisation: float = UTI
         table.append({"stage": stage, "images": images, "pflop": gflop / 1e6, "gpu_min": gpu_min,
                       "cpu_min": cpu_min, "min": max(gpu_min, cpu_min)})
     download_mb = sum(r.size_mb for r in _resources(profile))
-    # processes: 00, 01, one notebook per task, the aggregate, one evaluation job per (task, method), 03, 04
-    n_proc = 2 + len(sz) + 1 + len(sz) * len(methods) + 2
+    # processes: 00, 01, one notebook per task, the aggregate, one evaluation job per task (every method), 03, 04
+    n_proc = 2 + len(sz) + 1 + len(sz) + 2
     fixed = dict(FIXED_MIN, **{f"downloads ({download_mb / 1024:.1f} GB at {DOWNLOAD_MB_S:.0f} MB/s)":
                                download_mb / DOWNLOAD_MB_S / 60,
                                f"process starts ({n_proc} x {STARTUP_S:.0f} s, JOBS=1)": n_proc * STARTUP_S / 60})
