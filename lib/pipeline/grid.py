@@ -262,10 +262,7 @@ def _jobs(units: list[tuple], k: int) -> list[list[tuple]]:
 
 def evaluation_jobs(rs: list[RunId]) -> "OrderedDict[str, list[str]]":
     """The evaluation jobs: task -> its methods (one process each, :mod:`lib.pipeline.stages`)."""
-    out: OrderedDict = OrderedDict()
-    for t, m in evaluation_units(rs):
-        out.setdefault(t, []).append(m)
-    return out
+    return OrderedDict((job[0][0], [m for _, m in job]) for job in _jobs(list(evaluation_units(rs)), 1))
 
 
 def _make_name(name: str, what: str) -> str:
