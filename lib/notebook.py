@@ -187,7 +187,7 @@ PUBLISHED = {
 # sweep point), seed noise (profiles with several seeds on some task)
 OPTIONAL = frozenset({"ablations.png", "sweep_tradeoff.png", "seed_noise.md"})
 # what RECOMPUTE may name, with what it costs (docs/reproducibility.md has the measured times)
-RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "study3": "the default, 32 tasks: ~35-45 min on 2 CPU cores",
+RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "study3": "the default, 32 tasks: ~31 min on 2 CPU cores",
                       "mini": "world v2, 8 tasks: ~30 min on 2 CPU cores",
                       "colab": "real CLIP, a T4 GPU, ~48 min estimated, data downloaded: docs/colab.md",
                       "paper": "a GPU and the data, docs/usage.md"}

@@ -213,30 +213,28 @@ def world_check_markdown(wc: pd.DataFrame) -> str:
 def sweep_markdown(sweep: pd.DataFrame, max_tasks: int = 10) -> str:
     """The selected learning rate per (task, method), '*' where it is an end of the rates tried; with
     more than ``max_tasks`` tasks, per method how many tasks selected each rate."""
-    rows = {}
+    rows = {}   # task -> method -> (selected rate, whether it is an end of the rates tried)
     for (t, m), g in sweep.groupby(["task", "method"], sort=False):
         sel = g[g["selected"].astype(bool)]
         if sel.empty:
             continue
         lr = float(sel["lr"].iloc[0])
-        edge = len(g) > 1 and lr in (g["lr"].min(), g["lr"].max())
-        rows.setdefault(t, {})[m] = f"{lr:g}" + ("*" if edge else "")
+        rows.setdefault(t, {})[m] = (lr, len(g) > 1 and lr in (g["lr"].min(), g["lr"].max()))
     methods = [m for m in METHOD_ORDER if any(m in r for r in rows.values())]
     if len(rows) > max_tasks:   # a row per task would not fit a README: how often each rate was selected
         lines = ["| method | selected rate: tasks (`*` at an end of the rates tried) |", "|---|---|"]
         for m in methods:
             got = [r[m] for r in rows.values() if m in r]
-            rates = sorted({float(x.rstrip("*")) for x in got})
             cells = []
-            for lr in rates:
-                n = sum(float(x.rstrip("*")) == lr for x in got)
-                n_edge = sum(x == f"{lr:g}*" for x in got)
-                cells.append(f"{lr:g}: {n}" + (f" ({n_edge}*)" if n_edge else ""))
+            for lr in sorted({x for x, _ in got}):
+                n_edge = sum(x == lr and edge for x, edge in got)
+                cells.append(f"{lr:g}: {sum(x == lr for x, _ in got)}" + (f" ({n_edge}*)" if n_edge else ""))
             lines.append(f"| {METHOD_LABELS.get(m, m)} | " + ", ".join(cells) + " |")
         return "\n".join(lines) + "\n"
+    show = {t: {m: f"{lr:g}" + ("*" if edge else "") for m, (lr, edge) in r.items()} for t, r in rows.items()}
     lines = ["| task | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
              "|---|" + "---|" * len(methods)]
-    lines += [f"| {t} | " + " | ".join(r.get(m, "") for m in methods) + " |" for t, r in rows.items()]
+    lines += [f"| {t} | " + " | ".join(r.get(m, "") for m in methods) + " |" for t, r in show.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -76,8 +76,8 @@ class Stage:
 # Every stage in the order it runs. Evaluation writes one product pair per (task, method) but runs one
 # job per task (all its methods in one process: the base model, the data checks and the zero-shot
 # accuracies of the sweep points are loaded once; on 2 cores a process's start-up, ~4 s of imports,
-# was 46% of the 160 per-(task, method) processes of study v3's evaluation). lib.plots and lib.notebook are imported by the notebooks of the
-# stages before figures only to draw and show (DISPLAY_ONLY): no result depends on them, so they are
+# was 46% of the 160 per-(task, method) processes of study v3's evaluation).
+# lib.plots and lib.notebook are imported by the notebooks of the stages before figures only to draw and show (DISPLAY_ONLY): no result depends on them, so they are
 # the figures stage's code and no other's (an edit to lib/plots.py re-runs the figures only).
 STAGES: tuple[Stage, ...] = (
     Stage("pretrain", "00_pretrain", None, (), ("00_pretrain.ipynb",),
