@@ -147,15 +147,18 @@ $(B)/grid.mk: $(SETUP) $(PROFILE_YAML) $(LIB_PY) \
 # Every stage's rule is generated into grid.mk from the declared pipeline (lib/pipeline/stages.py:
 # each stage's runner, inputs, products, parameter files and code), with each stage's code (CODE_<NAME>)
 # and target (STAGE_<name>). What stays here is how a stage runs: papermill (above) for a notebook, and
-# the recipes of the two unit stages: one 02_finetune execution per task (every method: sweep,
-# selection, seeds); one evaluation job per task (its (task, method) units: $(2) lists the methods).
+# the recipes of the two unit stages, each a job of tasks_per_job tasks ($(1), space-separated;
+# params/<profile>/02_finetune.yaml and 03_evaluate.yaml, default 1): a fine-tuning job executes each
+# task's 02_finetune notebook (every method: sweep, selection, seeds) in one kernel
+# (lib.pipeline.notebook_job: papermill's recipe above, per notebook); an evaluation job evaluates its
+# tasks' (task, method) units in one process ($(2) lists the methods).
 define finetune_unit
-	$(call papermill,02_finetune,$@,-p task $(1),$(UNIT_ENV),finetune $(1))
+	$(UNIT_ENV) $(LAUNCH) $(PY) -m lib.pipeline.notebook_job $(PROFILE) $(1)
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress finetune
 endef
 define evaluate_unit
 	@mkdir -p $(@D)
-	$(UNIT_ENV) $(LAUNCH) $(PY) -m lib.pipeline.evaluate $(PROFILE) $(1) $(2)
+	$(UNIT_ENV) $(LAUNCH) $(PY) -m lib.pipeline.evaluate $(PROFILE) $(1) --methods $(2)
 	@$(PY) -m lib.pipeline.grid $(PROFILE) --progress evaluate
 endef
 

@@ -313,6 +313,11 @@ _WORKERS = _int(min=0)
 # threads of every process of the stage; fixed for byte-identical results on any machine (the
 # number of threads changes how sums are split), null = cores / JOBS (see lib.pipeline.common.setup)
 _THREADS = _int(min=1, nullable=True)
+# tasks_per_job (optional; absent = 1): how many tasks one job of a per-task stage runs in one process
+# (fine-tuning: one Jupyter kernel for their notebooks; evaluation: one process), so that the start-up
+# of a process (kernel, imports of torch, open_clip and peft: ~7 s on 2 cores) is paid once per job.
+# How to run, not what is computed: no result, fingerprint or cache key reads it (lib.pipeline.grid)
+_TASKS_PER_JOB = _int(min=1)
 # required: the keys every stage's merged parameters must have (params/<stage>.yaml holds them all;
 # ``threads``, ``lr_extend`` and ``lr_rule`` have defaults in the code), so an emptied file is refused here
 STAGE_SCHEMAS: dict[str, F] = {
@@ -326,7 +331,7 @@ STAGE_SCHEMAS: dict[str, F] = {
         "epochs": _int(min=1), "batch_size": _BATCH, "momentum": _num(min=0, max=1, max_open=True),
         "weight_decay": _num(min=0), "warmup_steps": _int(min=0), "cosine": F(kind=bool),
         "num_workers": _WORKERS, "eval_batch_size": _BATCH, "cache_features": F(kind=bool), "threads": _THREADS,
-        "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se")),
+        "tasks_per_job": _TASKS_PER_JOB, "lr_extend": _int(min=0), "lr_rule": F(kind=str, choices=("best", "one_se")),
         # precision (optional; absent = fp32, every profile before colab): "fp16" = fp16 autocast and a
         # GradScaler on CUDA (fp32 elsewhere), "bf16" = bf16 autocast on any device (lib.train.Amp)
         "precision": F(kind=str, choices=("fp32", "fp16", "bf16")),
@@ -337,7 +342,7 @@ STAGE_SCHEMAS: dict[str, F] = {
     # forgetting_panel (study v3): the tasks whose ID test split measures every run's forgetting (null or
     # absent: every task, every domain, world v2's full cross-evaluation)
     "03_evaluate": F(kind=dict, required=("batch_size", "num_workers"), keys={
-        "batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS,
+        "batch_size": _BATCH, "num_workers": _WORKERS, "threads": _THREADS, "tasks_per_job": _TASKS_PER_JOB,
         "forgetting_panel": F(kind=list, items=F(kind=str, name="task"), unique=True, nonempty=True, nullable=True,
                               empty="list the panel's tasks, or write null for every task"),
         # sweep_eval_images (study v3): evaluate every learning-rate sweep point too (ID, DG and forgetting

@@ -58,6 +58,7 @@ LR_SWEEP_CSV = "results/lr_sweep.csv"
 FINETUNE_TIMING_CSV = "results/finetune_timing.csv"
 EVALUATION_CSV = "results/evaluation.csv"
 UNIT_NOTEBOOK = "runs/{task}/02_finetune.ipynb"
+UNIT_JOB_TIMING = "runs/{task}/02_finetune.job.json"   # a fine-tuning job's tasks, start and end (its first task's)
 UNIT_EVAL_CSV = "runs/{task}/{method}/evaluation.csv"
 UNIT_SWEEP_EVAL_CSV = "runs/{task}/{method}/sweep_evaluation.csv"
 SWEEP_EVALUATION_CSV = "results/sweep_evaluation.csv"

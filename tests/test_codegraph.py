@@ -219,8 +219,11 @@ def test_an_edit_makes_only_the_stages_that_import_it_out_of_date(tmp_path):
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         ran = set(re.findall(r"papermill notebooks/(\w+)\.ipynb", out.stdout))
-        ran |= {f"evaluate {t} {m}" for t, ms in re.findall(r"-m lib\.pipeline\.evaluate smoke (\w+) ([\w ]+)", out.stdout)
-                for m in ms.split()}   # one job per task, every method of it
+        ran |= {f"evaluate {t} {m}" for ts, ms in re.findall(r"-m lib\.pipeline\.evaluate smoke ([\w ]+?) --methods ([\w ]+)",
+                                                             out.stdout)
+                for t in ts.split() for m in ms.split()}   # one job per tasks_per_job tasks, every method of them
+        if re.search(r"-m lib\.pipeline\.notebook_job smoke ", out.stdout):   # a fine-tuning job (its notebooks)
+            ran.add("02_finetune")
         ran |= {f"aggregate {x}" for x in re.findall(r"-m lib\.pipeline\.aggregate (\w+)", out.stdout)}
         return ran
 

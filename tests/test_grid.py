@@ -110,7 +110,8 @@ def test_paper_profile_dry_run_shows_the_whole_dag():
     n_units = len(grid.units(cfg, validate=False))
     n_ev = len(grid.evaluation_jobs(grid.runs(cfg, validate=False)))
     assert n_units == 5 and n_ev == 5     # one evaluation job per task (its 5 methods' units)
-    assert len([c for c in cmds if "02_finetune" in c]) == n_units
+    # one fine-tuning job per task (tasks_per_job unset): its notebook, in its own kernel
+    assert len([line for line in out.stdout.splitlines() if "-m lib.pipeline.notebook_job paper " in line]) == n_units
     assert len([line for line in out.stdout.splitlines() if "-m lib.pipeline.evaluate paper" in line]) == n_ev
     for stage in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures"):
         assert any(f"notebooks/{stage}.ipynb" in c for c in cmds), stage
@@ -124,7 +125,8 @@ def test_launch_prefix_goes_in_front_of_every_unit(tmp_path):
                           "LAUNCH=srun --gres=gpu:1 -c 8"], cwd=paths.ROOT, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    work = [line for line in out.stdout.splitlines() if " -m papermill " in line or "-m lib.pipeline.evaluate" in line]
+    work = [line for line in out.stdout.splitlines()
+            if any(w in line for w in (" -m papermill ", "-m lib.pipeline.evaluate", "-m lib.pipeline.notebook_job"))]
     assert work and all("srun --gres=gpu:1 -c 8 " in line for line in work)
 
 

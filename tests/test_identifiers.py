@@ -193,10 +193,15 @@ def test_publish_refuses_a_path_as_profile(tmp_path, outside, capsys):
     ("aggregate", ["finetune", "../x"], r"'../x' is not a profile name"),
     ("verify", ["../x"], r"'../x' is not a profile name"),
     ("evaluate", ["../x", "objects", "lora"], r"'../x' is not a profile name"),
-    ("evaluate", ["smoke", "../x", "lora"], rf"the <task> argument: the task name '../x' {IDENT}"),
+    ("evaluate", ["smoke", "../x", "lora"], rf"a <task> argument: the task name '../x' {IDENT}"),
     ("evaluate", ["smoke", "objects", "lora;id"], rf"a <method> argument: the method name 'lora;id' {IDENT}"),
     ("evaluate", ["smoke", "objects", "full", "lora;id"], rf"a <method> argument: the method name 'lora;id' {IDENT}"),
-    ("evaluate", ["smoke", "objects"], r"usage: python -m lib.pipeline.evaluate <profile> <task> <method> \[<method> ...\]"),
+    ("evaluate", ["smoke", "objects"], r"usage: python -m lib.pipeline.evaluate <profile> <task> \[<task> ...\] --methods"),
+    ("evaluate", ["smoke", "objects", "--methods"], r"usage: python -m lib.pipeline.evaluate"),
+    ("evaluate", ["smoke", "objects", "../x", "--methods", "lora"], rf"a <task> argument: the task name '../x' {IDENT}"),
+    ("notebook_job", ["../x", "objects"], r"'../x' is not a profile name"),
+    ("notebook_job", ["smoke", "objects", "../x"], rf"a <task> argument: the task name '../x' {IDENT}"),
+    ("notebook_job", ["smoke"], r"usage: python -m lib.pipeline.notebook_job <profile> <task>"),
 ])
 def test_entry_points_check_their_arguments_first(module, argv, match, outside, capsys):
     import importlib

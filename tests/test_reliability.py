@@ -106,8 +106,8 @@ def kill_tree(proc: subprocess.Popen, repo: Path) -> None:
 def targets(build: Path) -> list[Path]:
     """Every notebook Make produces for the profile (stage notebooks and one per fine-tuning unit)."""
     # the fine-tuning units: the targets of grid.mk's unit rules (lib.pipeline.stages' finetune_unit)
-    units = [line.split(":")[0].strip().replace("$(B)/", "") for line in (build / "grid.mk").read_text().splitlines()
-             if line.startswith("$(B)/runs/") and line.split(":")[0].strip().endswith("/02_finetune.ipynb")]
+    units = [t.replace("$(B)/", "") for line in (build / "grid.mk").read_text().splitlines() if line.startswith("$(B)/runs/")
+             for t in line.split(":")[0].rstrip("& ").split() if t.endswith("/02_finetune.ipynb")]
     assert units, "grid.mk lists no units"
     stage = [build / f"{n}.ipynb" for n in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures")]
     return stage + [build / u for u in units]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import config, models, paths, schema, train
+from .. import config, models, paths, progress, schema, train
 from .. import methods as M
 from ..config import ConfigError
 from ..data import source_for
@@ -290,21 +290,57 @@ class CachedRows(list):
     """Rows read back from a run's ``eval.json`` (nothing was encoded)."""
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+USAGE = ("usage: python -m lib.pipeline.evaluate <profile> <task> [<task> ...] --methods <method> [<method> ...]\n"
+         "       python -m lib.pipeline.evaluate <profile> <task> <method> [<method> ...]")
+
+
+def parse_args(argv: list[str]) -> tuple[str, list[str], list[str]] | None:
+    """(profile, tasks, methods) of the command line, or None when it has neither form of USAGE.
+    With ``--methods`` the words before it are the profile and the job's tasks (an evaluation job of
+    ``tasks_per_job`` tasks, :func:`lib.pipeline.grid.task_jobs`); without it, one task and its methods."""
+    if "--methods" in argv:
+        i = argv.index("--methods")
+        head, methods = argv[:i], argv[i + 1:]
+        if len(head) < 2 or not methods or "--methods" in methods:
+            return None
+        return head[0], head[1:], methods
     if len(argv) < 3:
-        print("usage: python -m lib.pipeline.evaluate <profile> <task> <method> [<method> ...]", file=sys.stderr)
+        return None
+    return argv[0], [argv[1]], argv[2:]
+
+
+def main(argv=None) -> int:
+    got = parse_args(sys.argv[1:] if argv is None else argv)
+    if got is None:
+        print(USAGE, file=sys.stderr)
         return 2
-    profile, task, *methods = argv
+    profile, tasks, methods = got
 
     def work():
         config.check_profile_name(profile)
-        config.check_name(task, "task", key="the <task> argument")
+        for t in tasks:
+            config.check_name(t, "task", key="a <task> argument")
         for m in methods:
             config.check_name(m, "method", key="a <method> argument")
-        label = f"evaluate {task}/{methods[0]}" if len(methods) == 1 else f"evaluate {task}"
-        evaluate_task(setup(profile, STAGE, label=label), task, methods)
+        if len(set(tasks)) < len(tasks):
+            raise ConfigError(f"a task is named twice in {tasks}")
+        cfg = None
+        for task in tasks:   # one process for the job's tasks: the imports (~5 s on 2 cores) once
+            label = f"evaluate {task}/{methods[0]}" if len(methods) == 1 else f"evaluate {task}"
+            if cfg is None:
+                cfg = setup(profile, STAGE, label=label)
+            else:
+                progress.set_label(label)
+            evaluate_task(cfg, task, job_methods(cfg, task, methods))
     return cli(work)
+
+
+def job_methods(cfg: dict, task: str, methods: list[str]) -> list[str]:
+    """The methods of ``methods`` that have runs on ``task`` (a job names every method of its tasks; a
+    task that lacks one, e.g. a method run on some tasks only, evaluates the others). None of them:
+    :func:`evaluate_task` says which pairs are units."""
+    have = {m for t, m in evaluation_units(runs(cfg)) if t == task}
+    return [m for m in methods if m in have] or methods
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ TIMING_COLUMNS = ["train_seconds", "peak_memory_mb"]
 # the code a run's result depends on: lib.train and every lib module it imports, transitively
 # (lib.pipeline.codegraph); a change to any of them (lib/schedule.py too) trains the runs again
 CODE = ("lib.train",)
-NOT_SWEEP = ("threads", "lr_extend", "lr_rule")  # stage params that say how to run / search, not how to train
+NOT_SWEEP = ("threads", "tasks_per_job", "lr_extend", "lr_rule")  # stage params that say how to run / search, not how to train
 
 
 def recipe(profile: str) -> dict:

@@ -205,7 +205,12 @@ def _stage_rules(profile: str, cfg: dict, us, evs) -> list[str]:
 
     lines = [f"STAGE_{s.name} := {_product(s.target)}" for s in stages.STAGES if not s.per]
     for s in stages.STAGES:
-        for job in (_jobs(unit_args[s.per], len(s.job_keys)) if s.per else [[()]]):
+        if s.grouped:   # jobs of tasks_per_job tasks: every unit of the job's tasks, in the job's task order
+            jobs = [[u for t in tj for u in unit_args[s.per] if u[0] == t]
+                    for tj in task_jobs(profile, s.params, list(tasks))]
+        else:
+            jobs = _jobs(unit_args[s.per], len(s.job_keys)) if s.per else [[()]]
+        for job in jobs:
             outs, deps = [], ([f"$(NB)/{s.notebook}.ipynb"] if s.notebook else [])
             for unit in job:   # one recipe makes every product of the job's units
                 kw = dict(zip(s.per, unit))
@@ -217,9 +222,10 @@ def _stage_rules(profile: str, cfg: dict, us, evs) -> list[str]:
             sep = " &: " if len(outs) > 1 else ": "
             lines.append(" ".join(outs) + sep + " ".join(dict.fromkeys(deps)))
             if s.per:   # $(call <stage>,<key>,...,<the rest of each unit's keys, space-separated>)
-                k = len(s.job_keys)
+                k = len(s.job_keys)     # a grouped stage's job: its tasks, space-separated, then the rest
+                lead = [" ".join(dict.fromkeys(u[0] for u in job))] if s.grouped else list(job[0][:k])
                 rest = [" ".join(dict.fromkeys(u[i] for u in job)) for i in range(k, len(s.per))]
-                lines.append(f"\t$(call {s.name},{','.join([*job[0][:k], *rest])})")
+                lines.append(f"\t$(call {s.name},{','.join([*lead, *rest])})")
             elif s.notebook:
                 nb_out = _product(f"{s.notebook}.ipynb")
                 lines.append(f"\t$(call papermill,{s.notebook},{nb_out},,,{s.label or s.name})")
@@ -258,6 +264,21 @@ def _jobs(units: list[tuple], k: int) -> list[list[tuple]]:
     for u in units:
         out.setdefault(u[:k], []).append(u)
     return list(out.values())
+
+
+def tasks_per_job(profile: str, params: str) -> int:
+    """``tasks_per_job`` of a stage's parameter file (``params/<params>.yaml`` and the profile's overlay;
+    default 1): how many tasks one job runs in one process. How to run, not what is computed."""
+    return int(config.stage_params(params, profile).get("tasks_per_job") or 1)
+
+
+def task_jobs(profile: str, params: str, tasks: list[str]) -> list[list[str]]:
+    """``tasks`` (in the fine-tuning units' order: the most runs first) in jobs of :func:`tasks_per_job`,
+    dealt round-robin, so each job gets an equal share of the large and the small units and parallel jobs
+    finish together (study3: 8 jobs of 4 tasks, each with one of the 8 seed-noise tasks)."""
+    k = tasks_per_job(profile, params)
+    n = -(-len(tasks) // k) if tasks else 0
+    return [tasks[i::n] for i in range(n)]
 
 
 def evaluation_jobs(rs: list[RunId]) -> "OrderedDict[str, list[str]]":

@@ -43,6 +43,9 @@ class Stage:
     job: tuple[str, ...] | None = None
     """The unit keys one job covers (one Make recipe, one process, all its units' products): a prefix
     of ``per``; default ``per`` (one job per unit)."""
+    grouped: bool = False
+    """A per-task stage whose jobs take ``tasks_per_job`` tasks each (its parameter file; default 1), dealt
+    by :func:`lib.pipeline.grid.task_jobs`: one process for all their units."""
     done: str | None = None
     """The product whose presence shows that the stage ran (default: its first product)."""
     label: str | None = None
@@ -76,7 +79,10 @@ class Stage:
 # Every stage in the order it runs. Evaluation writes one product pair per (task, method) but runs one
 # job per task (all its methods in one process: the base model, the data checks and the zero-shot
 # accuracies of the sweep points are loaded once; on 2 cores a process's start-up, ~4 s of imports,
-# was 46% of the 160 per-(task, method) processes of study v3's evaluation).
+# was 46% of the 160 per-(task, method) processes of study v3's evaluation). Fine-tuning and evaluation
+# are grouped: a job runs ``tasks_per_job`` tasks (params/<profile>/02_finetune.yaml, 03_evaluate.yaml;
+# default 1) in one process: a fine-tuning job executes each task's notebook in one Jupyter kernel
+# (lib.pipeline.notebook_job), an evaluation job evaluates its tasks one after the other.
 # lib.plots and lib.notebook are imported by the notebooks of the stages before figures only to draw and show (DISPLAY_ONLY): no result depends on them, so they are
 # the figures stage's code and no other's (an edit to lib/plots.py re-runs the figures only).
 STAGES: tuple[Stage, ...] = (
@@ -87,14 +93,15 @@ STAGES: tuple[Stage, ...] = (
           ("lib.pipeline.zero_shot", "lib.pipeline.common", "lib.pipeline.upstream"),
           params="01_zero_shot", label="zero-shot"),
     Stage("finetune_unit", "02_finetune", None, ("pretrain",), (P.UNIT_NOTEBOOK,),
-          ("lib.pipeline.finetune", "lib.pipeline.common", "lib.pipeline.upstream", "lib.pipeline.grid"),
-          params="02_finetune", per=("task",), label="finetune {task}", entry="finetune"),
+          ("lib.pipeline.finetune", "lib.pipeline.common", "lib.pipeline.upstream", "lib.pipeline.grid",
+           "lib.pipeline.notebook_job"),
+          params="02_finetune", per=("task",), grouped=True, label="finetune {task}", entry="finetune"),
     Stage("finetune", None, "lib.pipeline.aggregate finetune", ("finetune_unit", "pretrain"),
           (P.FINETUNE_CSV, P.LR_SWEEP_CSV, P.FINETUNE_TIMING_CSV),
           ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream")),
     Stage("evaluate_unit", None, "lib.pipeline.evaluate", ("finetune_unit", "zero_shot"),
           (P.UNIT_EVAL_CSV, P.UNIT_SWEEP_EVAL_CSV), ("lib.pipeline.evaluate", "lib.pipeline.grid"),
-          params="03_evaluate", per=("task", "method"), job=("task",), entry="evaluate"),
+          params="03_evaluate", per=("task", "method"), job=("task",), grouped=True, entry="evaluate"),
     Stage("evaluate", "03_evaluate", None, ("evaluate_unit", "finetune", "zero_shot"), (P.EVALUATION_CSV, P.SWEEP_EVALUATION_CSV, "03_evaluate.ipynb"),
           ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream")),
     Stage("figures", "04_figures", None, ("zero_shot", "finetune", "evaluate"), ("04_figures.ipynb",),
