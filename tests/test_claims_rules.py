@@ -88,3 +88,35 @@ def test_claim_tests_table_lists_every_family_member():
     fam = t["claims"].set_index("id")["family_size"]
     assert ct.groupby("id").size().to_dict() == fam[fam > 0].astype(int).to_dict()
     assert {"p", "p_holm", "decision", "ci_method"} <= set(ct.columns)
+
+
+def _comparisons(diffs: dict, n: int = 32, seed: int = 0) -> pd.DataFrame:
+    """A comparisons table from per-task differences (points / 100) of (quantity, a, b) -> (centre, spread)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (q, a, b), (centre, spread) in diffs.items():
+        runs = pd.DataFrame({"train_task": [f"t{i}" for i in range(n)], "seed": 0, "variant": "default",
+                             "method": a, q: 0.0})
+        other = runs.assign(method=b, **{q: -(centre + spread * rng.standard_normal(n))})
+        c = T.comparisons(pd.concat([runs, other]).assign(**{k: 0.0 for k in T.COMPARED if k != q}))
+        rows.append(c[(c["quantity"] == q)])
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_equivalence_posthoc_reads_tost_within_the_sesoi_with_holm_per_claim():
+    """LoRA's CF drop 0.1 points from CLIP-Adapter's (spread 0.5): equivalent within +/-2 points; 3 points from
+    Full's: not equivalent (and decided the other way is not what this table says: it is not a verdict).
+    Claim 3a (silhouette and cosine changes, not points) gets no rows; every row says it is post hoc."""
+    comp = _comparisons({("cf_drop", "lora", "clip_adapter"): (0.001, 0.005),
+                         ("cf_drop", "full", "lora"): (0.03, 0.005)})
+    assert comp["tost_p"].notna().all() and (comp["sesoi"] == T.SESOI).all()
+    e = C.equivalence_posthoc({"comparisons": comp})
+    e3b = e[e["id"] == "3b"].set_index("test")
+    assert e3b.loc["cf_drop LoRA - CLIP-Adapter", "equivalent"] and not e3b.loc["cf_drop LoRA - Full", "equivalent"]
+    assert abs(e3b.loc["cf_drop LoRA - Full", "estimate"] + 3) < 0.5   # turned: LoRA - Full, in points
+    assert (e3b["tost_p_holm"] >= e3b["tost_p"]).all() and e3b["sesoi"].eq(2).all()
+    assert "3a" not in set(e["id"]) and e["analysis"].str.startswith("post hoc").all()
+    # the silhouette quantities carry no equivalence test
+    c = T.comparisons(pd.DataFrame({"train_task": ["a", "b", "a", "b"], "seed": 0, "variant": "default",
+                                    "method": ["lora", "lora", "full", "full"], **{k: [0.1, 0.2, 0.0, 0.1] for k in T.COMPARED}}))
+    assert c.set_index("quantity").loc["cf_abs_d_ss", "tost_p"] != c.set_index("quantity").loc["cf_abs_d_ss", "tost_p"]

@@ -277,9 +277,15 @@ def claim_1(tables: dict) -> Verdict:
 
 
 # ----------------------------------------------------------------------------- claims 2-4
+# The comparison claims ("one method beats every other"): the claimed method, the quantities compared
+# and the claimed direction of "claimed - other" (+1: larger, -1: smaller)
+VERSUS_ALL = {"2a": ("bitfit", ["cf_drop"], 1), "3a": ("lora", ["cf_abs_d_ss", "cf_abs_d_acs"], -1),
+              "3b": ("lora", ["cf_drop"], -1), "3c": ("lora", ["dg_gain"], -1), "4a": ("aclip", ["balance"], 1)}
+
+
 @claim("2a", "BitFit forgets most.")
 def claim_2a(tables: dict) -> Verdict:
-    return _versus_all("2a", tables, "bitfit", ["cf_drop"], 1,
+    return _versus_all("2a", tables, *VERSUS_ALL["2a"],
                        "per-task CF drop difference BitFit - each other method (acc. points; Hodges-Lehmann)")
 
 
@@ -297,14 +303,14 @@ def claim_2b(tables: dict) -> Verdict:
 
 @claim("3a", "LoRA changes the embedding space least (|change| of ss and ACS on CF data).")
 def claim_3a(tables: dict) -> Verdict:
-    return _versus_all("3a", tables, "lora", ["cf_abs_d_ss", "cf_abs_d_acs"], -1,
+    return _versus_all("3a", tables, *VERSUS_ALL["3a"],
                        "per-task |change| of ss and ACS on CF data, LoRA - each other method (Hodges-Lehmann)",
                        scale=1.0)
 
 
 @claim("3b", "LoRA forgets least.")
 def claim_3b(tables: dict) -> Verdict:
-    return _versus_all("3b", tables, "lora", ["cf_drop"], -1,
+    return _versus_all("3b", tables, *VERSUS_ALL["3b"],
                        "per-task CF drop difference LoRA - each other method (acc. points; Hodges-Lehmann)")
 
 
@@ -317,14 +323,14 @@ def claim_3c(tables: dict) -> Verdict:
         if c is not None:
             idp.append(f"id_gain LoRA - {_lab(m)} = {fmt_ci(100 * c['estimate'], 100 * c['lo'], 100 * c['hi'])}, "
                        f"p = {fmt_p(c['p'])}")
-    return _versus_all("3c", tables, "lora", ["dg_gain"], -1,
+    return _versus_all("3c", tables, *VERSUS_ALL["3c"],
                        "per-task DG gain difference LoRA - each other method (acc. points; Hodges-Lehmann)",
                        detail="ID gains (reported, not tested): " + "; ".join(idp))
 
 
 @claim("4a", "A-CLIP gives the best balance of DG gain and forgetting, averaged over tasks.")
 def claim_4a(tables: dict) -> Verdict:
-    return _versus_all("4a", tables, "aclip", ["balance"], 1,
+    return _versus_all("4a", tables, *VERSUS_ALL["4a"],
                        "per-task balance (DG gain - CF drop) difference A-CLIP - each other method (acc. points)")
 
 
@@ -391,6 +397,43 @@ def leave_one_task_out(tables: dict) -> dict[str, list[str]]:
     finally:
         _GATE[0] = True
     return flips
+
+
+# ----------------------------------------------------------------------------- post hoc: equivalence
+POSTHOC = ("post hoc: written after study3's results were seen; not a verdict (docs/methods.md, "
+           "'Equivalence: post hoc, and the rule proposed for new data')")
+EQUIVALENCE_COLUMNS = ["id", "claim", "test", "estimate", "lo90", "hi90", "sesoi", "tost_p", "tost_p_holm", "equivalent",
+                       "n_tasks", "analysis"]
+
+
+def equivalence_posthoc(tables: dict) -> pd.DataFrame:
+    """For each comparison claim stated in accuracy points (``VERSUS_ALL``; not 3a, whose quantities are
+    silhouette and cosine changes), its claimed method against each other method: the equivalence test
+    (two one-sided signed-rank tests, ``comparisons``' ``tost_p``) within +/- the smallest effect of interest
+    pre-registered for claim 4b (``tables.SESOI``, 2 points), Holm-adjusted within the claim's family;
+    ``equivalent`` when the Holm-adjusted TOST p < ALPHA: the claimed method's advantage over that method
+    is, at most, smaller than 2 points. In points; the 90% Hodges-Lehmann interval is the one the TOST
+    inverts. A description, not a verdict: the rule that would read it was written after study3's
+    results were seen (``analysis`` says so on every row)."""
+    comp = tables["comparisons"]
+    rows = []
+    for cid, (target, quantities, _) in VERSUS_ALL.items():
+        if not set(quantities) <= set(T.EFFECT_QUANTITIES) or "tost_p" not in comp:
+            continue
+        ms = T.methods_in(pd.DataFrame({"method": list(comp["method"]) + list(comp["versus"])}))
+        fam = []
+        for q in quantities:
+            for m in ms:
+                c = T.comparison(comp, q, target, m) if m != target else None
+                if c is not None and np.isfinite(c["tost_p"]):
+                    fam.append((f"{q} {_lab(target)} - {_lab(m)}", c))
+        holm = stats.holm([c["tost_p"] for _, c in fam]) if fam else []
+        for (name, c), ph in zip(fam, holm):
+            rows.append(dict(id=cid, claim=REGISTRY[cid][0], test=name, estimate=100 * c["estimate"],
+                             lo90=100 * c["tost_lo90"], hi90=100 * c["tost_hi90"], sesoi=100 * c["sesoi"],
+                             tost_p=c["tost_p"], tost_p_holm=float(ph), equivalent=bool(ph < ALPHA),
+                             n_tasks=int(c["n_tasks"]), analysis=POSTHOC))
+    return pd.DataFrame(rows, columns=EQUIVALENCE_COLUMNS)
 
 
 def evaluate_all(tables: dict, loto: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -208,12 +208,15 @@ def wide(summary: pd.DataFrame, quantities=None) -> pd.DataFrame:
     return out
 
 
-def comparisons(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+def comparisons(runs: pd.DataFrame, variant: str = "default", equivalence: bool = True) -> pd.DataFrame:
     """Paired method comparisons: for each pair (method before versus in ``METHOD_ORDER``) and
     quantity, diff = method - versus per (task, seed) on the runs both have, averaged per task; the
     Hodges-Lehmann estimate over tasks with the interval of the inverted exact signed-rank test and its
     p (``lib.stats.paired_test``), the mean and between-task SD of the per-task differences, per-task
-    wins / losses / ties and the minimal detectable mean difference at 80% power (two-sided 0.05)."""
+    wins / losses / ties and the minimal detectable mean difference at 80% power (two-sided 0.05).
+    With ``equivalence`` (not while leaving one task out: no verdict reads it), for the quantities in
+    accuracy points (``EFFECT_QUANTITIES``) also the equivalence test within +/- ``SESOI`` (TOST) and
+    its 90% interval: the post hoc reading of ``lib.analysis.claims.equivalence_posthoc``."""
     r = runs[runs["variant"] == variant]
     ms = methods_in(r)
     rows = []
@@ -223,15 +226,19 @@ def comparisons(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
             for q in COMPARED:
                 diff = (pair[f"{q}_a"] - pair[f"{q}_b"]).to_numpy(float)
                 c = stats.paired_test(diff, pair["train_task"].to_numpy())
+                e = (stats.equivalence_test(diff, SESOI, pair["train_task"].to_numpy())
+                     if equivalence and q in EFFECT_QUANTITIES else {})
                 rows.append(dict(quantity=q, method=a, versus=b, estimate=c["estimate"], lo=c["lo"], hi=c["hi"],
                                  p=c["p"], mean=c["mean"], sd=c["sd"], wins=c["wins"], losses=c["losses"],
                                  ties=c["ties"], n_tasks=c["n_tasks"], mde=stats.mde_paired(c["sd"], c["n_tasks"]),
-                                 ci_method=c["ci_method"], p_method=c["p_method"]))
+                                 ci_method=c["ci_method"], p_method=c["p_method"],
+                                 tost_p=e.get("p_tost", np.nan), tost_lo90=e.get("lo90", np.nan),
+                                 tost_hi90=e.get("hi90", np.nan), sesoi=SESOI if e else np.nan))
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 COMPARISON_COLUMNS = ["quantity", "method", "versus", "estimate", "lo", "hi", "p", "mean", "sd", "wins", "losses",
-                      "ties", "n_tasks", "mde", "ci_method", "p_method"]
+                      "ties", "n_tasks", "mde", "ci_method", "p_method", "tost_p", "tost_lo90", "tost_hi90", "sesoi"]
 
 
 def comparison(comp: pd.DataFrame, quantity: str, a: str, b: str) -> dict | None:
@@ -243,8 +250,11 @@ def comparison(comp: pd.DataFrame, quantity: str, a: str, b: str) -> dict | None
     if not len(hit):
         return None
     r = hit.iloc[0].to_dict()
-    return {**r, "method": a, "versus": b, "estimate": -r["estimate"], "lo": -r["hi"], "hi": -r["lo"],
-            "mean": -r["mean"], "wins": r["losses"], "losses": r["wins"]}
+    out = {**r, "method": a, "versus": b, "estimate": -r["estimate"], "lo": -r["hi"], "hi": -r["lo"],
+           "mean": -r["mean"], "wins": r["losses"], "losses": r["wins"]}
+    if "tost_lo90" in r:   # the equivalence interval turns too (its p is symmetric)
+        out.update(tost_lo90=-r["tost_hi90"], tost_hi90=-r["tost_lo90"])
+    return out
 
 
 def run_flags(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
@@ -623,7 +633,8 @@ def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, pts: pd.DataFrame, full: 
     fpts, fsp = forgetting_vs_ss(zs, runs)
     pred_pts = pts if full else pts[pts["method"] == "pooled"]
     measures = present_measures(zs) if full else [m for m in ("ss", "acs") if m in present_measures(zs)]
-    return {"method_summary": method_summary(runs), "comparisons": comparisons(runs), "effects": effects(runs),
+    return {"method_summary": method_summary(runs), "comparisons": comparisons(runs, equivalence=full),
+            "effects": effects(runs),
             "gain_points": pts, "predictors": predictors(pred_pts, measures),
             "predictor_contrasts": predictor_contrasts(pts), "forgetting_vs_ss": fpts, "forgetting_spearman": fsp}
 
