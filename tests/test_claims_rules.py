@@ -120,3 +120,27 @@ def test_equivalence_posthoc_reads_tost_within_the_sesoi_with_holm_per_claim():
     c = T.comparisons(pd.DataFrame({"train_task": ["a", "b", "a", "b"], "seed": 0, "variant": "default",
                                     "method": ["lora", "lora", "full", "full"], **{k: [0.1, 0.2, 0.0, 0.1] for k in T.COMPARED}}))
     assert c.set_index("quantity").loc["cf_abs_d_ss", "tost_p"] != c.set_index("quantity").loc["cf_abs_d_ss", "tost_p"]
+
+
+def test_leaving_one_task_out_computes_the_rows_the_claims_read_and_the_same_values():
+    """claim_tables(full=False) keeps only what the claims read (the pooled ID raw-gain rows, their
+    contrast, BitFit's excess): each equal to its row in the full tables, so the verdicts are the same."""
+    import test_analysis as TA
+    t = A.compute(TA.results(8))
+    zs, runs, pts = t["zero_shot"], t["runs"], t["gain_points"]
+    full, part = T.claim_tables(zs, runs, pts), T.claim_tables(zs, runs, pts, full=False)
+    key = ["measure", "method", "stratum", "form"]
+    p = part["predictors"]
+    assert set(p["stratum"]) == {T.CLAIM_STRATUM} and set(p["form"]) == {T.CLAIM_FORM} and len(p) == 2
+    pd.testing.assert_frame_equal(p.reset_index(drop=True),
+                                  full["predictors"].merge(p[key], on=key)[p.columns].reset_index(drop=True))
+    c = part["predictor_contrasts"]
+    assert len(c) == 1
+    f = full["predictor_contrasts"]
+    pd.testing.assert_frame_equal(c.reset_index(drop=True), f[(f["stratum"] == T.CLAIM_STRATUM)
+                                                              & (f["form"] == T.CLAIM_FORM)].reset_index(drop=True))
+    s = part["forgetting_spearman"]
+    assert list(s["method"]) == [T.EXCESS]
+    fs = full["forgetting_spearman"]
+    pd.testing.assert_frame_equal(s.reset_index(drop=True), fs[fs["method"] == T.EXCESS].reset_index(drop=True))
+    assert [v.verdict for v in C._verdicts({**t, **part})] == [v.verdict for v in C._verdicts({**t, **full})]

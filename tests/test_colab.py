@@ -670,11 +670,12 @@ def test_dry_run_lists_the_whole_dag(tmp_path):
     text = out.stdout
     for nb in ("00_pretrain", "01_zero_shot", "03_evaluate", "04_figures"):
         assert f"papermill notebooks/{nb}.ipynb" in text, nb
-    for task in COLAB_TASKS:   # one fine-tuning unit and one evaluation job (all five methods) per task
-        assert f"runs/{task}/02_finetune.ipynb" in text and f"-p task {task}" in text, task
-        assert re.search(rf"lib\.pipeline\.evaluate colab {task} full clip_adapter lora bitfit aclip\b", text), task
+    for task in COLAB_TASKS:   # one fine-tuning job and one evaluation job (all five methods) per task
+        assert re.search(rf"lib\.pipeline\.notebook_job colab {task}$", text, re.M), task
+        assert re.search(rf"lib\.pipeline\.evaluate colab {task} --methods full clip_adapter lora bitfit aclip\b", text), task
     assert "lib.pipeline.aggregate finetune colab" in text
-    assert len(re.findall(r"lib\.pipeline\.evaluate colab \w+ \w+", text)) == len(COLAB_TASKS)
+    assert len(re.findall(r"lib\.pipeline\.evaluate colab \w+ --methods", text)) == len(COLAB_TASKS)
+    assert len(re.findall(r"lib\.pipeline\.notebook_job colab \w+$", text, re.M)) == len(COLAB_TASKS)
 
 
 @pytest.mark.slow

@@ -40,9 +40,9 @@ def test_launch_prefix_runs_every_unit_through_the_launcher(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     calls = record.read_text().splitlines()
     assert len(calls) == 2, calls
-    assert calls[0].startswith("--gres=gpu:1 -c 8 ") and "-m papermill notebooks/02_finetune.ipynb" in calls[0]
-    assert "-p task objects" in calls[0]
-    assert calls[1].startswith("--gres=gpu:1 -c 8 ") and "-m lib.pipeline.evaluate smoke objects full" in calls[1]
+    # a fine-tuning job (its tasks' notebooks in one kernel), then an evaluation job
+    assert calls[0].startswith("--gres=gpu:1 -c 8 ") and calls[0].endswith("-m lib.pipeline.notebook_job smoke objects")
+    assert calls[1].startswith("--gres=gpu:1 -c 8 ") and "-m lib.pipeline.evaluate smoke objects --methods full" in calls[1]
     assert (unit / "02_finetune.ipynb").exists() and (unit / "full" / "evaluation.csv").exists()
 
 

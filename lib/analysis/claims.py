@@ -259,8 +259,9 @@ def _rho_test(name: str, r: dict, direction: int, family: int) -> Test:
 @claim("1", "Zero-shot ss tracks task difficulty (the fine-tuning gain) better than ACS.")
 def claim_1(tables: dict) -> Verdict:
     pred, con = tables["predictors"], tables["predictor_contrasts"]
-    sel = pred[(pred["method"] == "pooled") & (pred["stratum"] == "ID") & (pred["form"] == T.RAW)].set_index("measure")
-    c = con[(con["stratum"] == "ID") & (con["form"] == T.RAW)]
+    sel = pred[(pred["method"] == "pooled") & (pred["stratum"] == T.CLAIM_STRATUM)
+               & (pred["form"] == T.CLAIM_FORM)].set_index("measure")
+    c = con[(con["stratum"] == T.CLAIM_STRATUM) & (con["form"] == T.CLAIM_FORM)]
     if not {"ss", "acs"} <= set(sel.index) or not len(c):
         return _na("1", "no ss / ACS columns or no ID evaluation rows")
     c = c.iloc[0]

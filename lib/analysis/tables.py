@@ -451,12 +451,18 @@ PREDICTOR_COLUMNS = ["measure", "method", "stratum", "form", "rho", "lo", "hi", 
                      "expected_sign", "ci_method", "p_method"]
 
 
-def predictors(pts: pd.DataFrame, measures: list[str]) -> pd.DataFrame:
+# what the claims read of the predictor tables (claim 1: the pooled ID points' raw gain); leaving one
+# task out (claim_tables(full=False)) computes only these rows: each test's p has its own fixed seed
+# (lib.stats), so a row computed alone is the row computed among all of them
+CLAIM_STRATUM, CLAIM_FORM = "ID", RAW
+
+
+def predictors(pts: pd.DataFrame, measures: list[str], only: tuple[str, str] | None = None) -> pd.DataFrame:
     """Spearman rho of each zero-shot measure with the gain over tasks, one point per task in each
     stratum (ID, then each shifted-domain slot; never pooled), for the mean over methods (every form:
     raw gain, headroom-normalised gain, partial rho of the raw gain given zero-shot accuracy) and per
     method (raw and headroom-normalised): rho, Fisher-z interval, exact permutation p, n_tasks and the
-    smallest |rho| detectable with 80% power."""
+    smallest |rho| detectable with 80% power. ``only`` = (stratum, form): that stratum and form alone."""
     rows = []
     for meas in measures:
         for m in methods_in(pts):
@@ -464,6 +470,8 @@ def predictors(pts: pd.DataFrame, measures: list[str]) -> pd.DataFrame:
             for stratum in strata(pm):
                 for form in (FORMS if m == "pooled" else (RAW, HEADROOM)):
                     if form == PARTIAL and meas == "acc":
+                        continue
+                    if only is not None and (stratum, form) != only:
                         continue
                     x, y, z = predictor_arrays(pm, meas, form, stratum)
                     r = stats.rank_correlation(x, y, z)
@@ -474,7 +482,8 @@ def predictors(pts: pd.DataFrame, measures: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
 
 
-def predictor_contrasts(pts: pd.DataFrame, a: str = "ss", b: str = "acs", method: str = "pooled") -> pd.DataFrame:
+def predictor_contrasts(pts: pd.DataFrame, a: str = "ss", b: str = "acs", method: str = "pooled",
+                        only: tuple[str, str] | None = None) -> pd.DataFrame:
     """Strength contrast |rho(a, gain)| - |rho(b, gain)| per stratum and form (raw, headroom) for the
     mean over methods: Zou's interval for dependent correlations and its p (> 0: a tracks the gain
     more strongly than b, whatever the direction; the direction is judged by the claim rule)."""
@@ -483,6 +492,8 @@ def predictor_contrasts(pts: pd.DataFrame, a: str = "ss", b: str = "acs", method
     if a in pts and b in pts and len(pm):
         for stratum in strata(pm):
             for form in (RAW, HEADROOM):
+                if only is not None and (stratum, form) != only:
+                    continue
                 xa, y, _ = predictor_arrays(pm, a, form, stratum)
                 xb, _, _ = predictor_arrays(pm, b, form, stratum)
                 r = stats.abs_correlation_difference(xa, xb, y)
@@ -497,11 +508,12 @@ def predictor_contrasts(pts: pd.DataFrame, a: str = "ss", b: str = "acs", method
 EXCESS = "bitfit_excess"
 
 
-def forgetting_vs_ss(zs: pd.DataFrame, runs: pd.DataFrame, variant: str = "default"):
+def forgetting_vs_ss(zs: pd.DataFrame, runs: pd.DataFrame, variant: str = "default", spearman_of=None):
     """Per (method, trained task): the seed-mean CF drop (and its min / max over seeds) next to the
     task's ID-domain zero-shot ss, plus ``bitfit_excess`` = BitFit's CF drop minus the mean of the
     other methods' (the interaction of claim 2b); per method (and for the excess) the Spearman rho
-    over tasks with its Fisher-z interval and exact p. Returns (points, spearman)."""
+    over tasks with its Fisher-z interval and exact p (``spearman_of``: those methods' rho only).
+    Returns (points, spearman)."""
     r = runs[runs["variant"] == variant]
     pts = r.groupby(["method", "train_task"]).agg(cf_drop=("cf_drop", "mean"), cf_drop_min=("cf_drop", "min"),
                                                   cf_drop_max=("cf_drop", "max"),
@@ -518,6 +530,8 @@ def forgetting_vs_ss(zs: pd.DataFrame, runs: pd.DataFrame, variant: str = "defau
     pts = order_methods(pts.sort_values("ss_zero_shot", kind="stable"))
     rows = []
     for m in list(dict.fromkeys(pts["method"])):
+        if spearman_of is not None and m not in spearman_of:
+            continue
         g = pts[pts["method"] == m]
         c = stats.rank_correlation(g["ss_zero_shot"].to_numpy(float), g["cf_drop"].to_numpy(float))
         rows.append(dict(method=m, rho=c["rho"], lo=c["lo"], hi=c["hi"], p=c["p"], n_tasks=c["n_tasks"], mde=c["mde"],
@@ -628,15 +642,16 @@ def effects(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
 # ----------------------------------------------------------------------------- everything, once
 def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, pts: pd.DataFrame, full: bool = True) -> dict:
     """The tables the claims read, from the zero-shot table, the run-level table and the gain points
-    (:func:`gain_points`). ``full=False`` (leave-one-task-out) computes only the predictor rows the
-    claims read (ss and ACS, pooled)."""
-    fpts, fsp = forgetting_vs_ss(zs, runs)
+    (:func:`gain_points`). ``full=False`` (leave-one-task-out) computes only the rows the claims read:
+    the pooled ID raw-gain predictors of ss and ACS and their contrast, BitFit's excess forgetting's rho."""
+    only = None if full else (CLAIM_STRATUM, CLAIM_FORM)
+    fpts, fsp = forgetting_vs_ss(zs, runs, spearman_of=None if full else (EXCESS,))
     pred_pts = pts if full else pts[pts["method"] == "pooled"]
     measures = present_measures(zs) if full else [m for m in ("ss", "acs") if m in present_measures(zs)]
     return {"method_summary": method_summary(runs), "comparisons": comparisons(runs, equivalence=full),
             "effects": effects(runs),
-            "gain_points": pts, "predictors": predictors(pred_pts, measures),
-            "predictor_contrasts": predictor_contrasts(pts), "forgetting_vs_ss": fpts, "forgetting_spearman": fsp}
+            "gain_points": pts, "predictors": predictors(pred_pts, measures, only),
+            "predictor_contrasts": predictor_contrasts(pts, only=only), "forgetting_vs_ss": fpts, "forgetting_spearman": fsp}
 
 
 def compute(res: dict) -> dict:
