@@ -44,6 +44,17 @@ def read_nb(path: Path) -> dict | None:
     return {"start": _time(pm.get("start_time")), "end": _time(pm.get("end_time")), "duration": pm.get("duration")}
 
 
+def read_jsons(pdir: Path, pattern: str) -> list[dict]:
+    """Every JSON file under ``pdir`` matching ``pattern`` (sorted), unreadable ones skipped."""
+    out = []
+    for f in sorted(pdir.glob(pattern)):
+        try:
+            out.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def hms(sec) -> str:
     if sec is None:
         return "-"
@@ -91,12 +102,7 @@ def main() -> int:
                     continue
                 train += float(r["train_seconds"])
                 n_runs += 1
-    jobs = []
-    for f in sorted(pdir.glob("runs/*/02_finetune.job.json")):
-        try:
-            jobs.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            pass
+    jobs = read_jsons(pdir, "runs/*/02_finetune.job.json")
     if jobs:   # fine-tuning jobs (lib.pipeline.notebook_job): each job's process, start to exit
         busy = sum(j["end"] - j["start"] for j in jobs)
         start, end = min(j["start"] for j in jobs), max(j["end"] for j in jobs)
@@ -110,12 +116,7 @@ def main() -> int:
         f"{what}, {n_runs} runs trained (sweep points included); in-loop training {hms(train)}; "
         f"**overhead {overhead:.1%}** (target <= 10%)" if overhead is not None else "")
 
-    ev = []
-    for f in sorted(pdir.glob("runs/*/*/evaluation.timing.json")):
-        try:
-            ev.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            pass
+    ev = read_jsons(pdir, "runs/*/*/evaluation.timing.json")
     enc = [r for u in ev for r in u["runs"] if not r["cached"]]
     rate = (sum(r["images"] for r in enc) / sum(r["seconds"] for r in enc)) if enc else None
     add("evaluation units", min((u["start"] for u in ev), default=None), max((u["end"] for u in ev), default=None),

@@ -212,8 +212,9 @@ def _p_min_signed_rank(n: int, sides: int = 2) -> float:
     return sides / 2.0 ** n if n > 0 else 1.0
 
 
-def _comparison_tests(tables: dict, target: str, quantities: list[str], direction: int, scale: float = 100.0):
-    comp = tables["comparisons"]
+def _pairs(comp: pd.DataFrame, target: str, quantities: list[str]) -> list[tuple[str, dict]] | None:
+    """``target`` against each other method in ``comparisons``: [(test name, the row of target - other)]
+    for every quantity, rows without a finite estimate left out; None when ``target`` has no row."""
     ms = T.methods_in(pd.DataFrame({"method": list(comp["method"]) + list(comp["versus"])}))
     if target not in ms:
         return None
@@ -226,6 +227,13 @@ def _comparison_tests(tables: dict, target: str, quantities: list[str], directio
             if c is None or not np.isfinite(c["estimate"]):
                 continue
             rows.append((f"{q} {_lab(target)} - {_lab(m)}", c))
+    return rows
+
+
+def _comparison_tests(tables: dict, target: str, quantities: list[str], direction: int, scale: float = 100.0):
+    rows = _pairs(tables["comparisons"], target, quantities)
+    if rows is None:
+        return None
     fam = len(rows)
     out = []
     for name, c in rows:
@@ -421,13 +429,7 @@ def equivalence_posthoc(tables: dict) -> pd.DataFrame:
     for cid, (target, quantities, _) in VERSUS_ALL.items():
         if not set(quantities) <= set(T.EFFECT_QUANTITIES) or "tost_p" not in comp:
             continue
-        ms = T.methods_in(pd.DataFrame({"method": list(comp["method"]) + list(comp["versus"])}))
-        fam = []
-        for q in quantities:
-            for m in ms:
-                c = T.comparison(comp, q, target, m) if m != target else None
-                if c is not None and np.isfinite(c["tost_p"]):
-                    fam.append((f"{q} {_lab(target)} - {_lab(m)}", c))
+        fam = [(name, c) for name, c in _pairs(comp, target, quantities) or [] if np.isfinite(c["tost_p"])]
         holm = stats.holm([c["tost_p"] for _, c in fam]) if fam else []
         for (name, c), ph in zip(fam, holm):
             rows.append(dict(id=cid, claim=REGISTRY[cid][0], test=name, estimate=100 * c["estimate"],
