@@ -108,8 +108,9 @@ $(VENV)/.installed: $(SETUP_LOCK) pyproject.toml
 	@echo $(SETUP_LOCK) > $@
 else
 SETUP :=
+# installed, not imported (importing them took ~7 s of every make reproduce); a stage that cannot import one fails at once
 setup:
-	@$(PY) -c "import torch, open_clip, peft, papermill, lib" 2>/dev/null \
+	@$(PY) -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('torch', 'open_clip', 'peft', 'papermill', 'lib')))" 2>/dev/null \
 	  || { echo "PY=$(PY) lacks the project's packages: run '$(PY) -m pip install -r requirements-colab.txt && $(PY) -m pip install -e .' (or use the default .venv: make setup)" >&2; exit 1; }
 	@echo "using $(PY) ($$($(PY) -c 'import sys; print(sys.prefix)')); no .venv"
 endif

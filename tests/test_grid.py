@@ -82,6 +82,11 @@ def test_make_include_has_one_rule_per_unit():
     assert len(grid.evaluation_units(grid.runs(cfg))) == sum(len(ms) for ms in jobs.values())
     assert "params/methods/lora.yaml" in text
     assert "build/" not in text, "paths go through $(B), so CLIPMIS_BUILD moves Make's files too"
+    # fine-tuning waits for zero-shot (order only: zero-shot's product is no prerequisite of it, so a
+    # new zero_shot.csv reruns no fine-tuning; tests/test_codegraph.py's staleness test runs make -n)
+    ft = [line for line in text.splitlines() if line.startswith("$(B)/runs/") and "/02_finetune.ipynb" in line.split(":")[0]]
+    assert len(ft) == n and all(line.endswith(" | $(B)/results/zero_shot.csv") for line in ft)
+    assert all("zero_shot.csv" not in line.split(" | ")[0] for line in ft)
 
 
 def test_grid_failure_is_reported_and_exits_nonzero(capsys):

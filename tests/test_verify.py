@@ -378,6 +378,25 @@ def test_claims_verdict_edited_in_both_fails(fast_recompute, pair):  # results u
     assert "claims.md: differs from the claims.md regenerated" in out   # claims.md still says 'holds'
 
 
+def test_without_the_recomputation_the_other_parts_still_run(pair, monkeypatch):
+    """The end of make reproduce (``recompute_tables=False``): part 2 is said to be left out and never
+    runs; a published table that differs, and a table the figures stage wrote (its manifest lists it)
+    missing from the published folder, still fail."""
+    build, pub, readme = pair
+    monkeypatch.setattr(V, "recompute", lambda *a, **k: pytest.fail("recomputed"))
+    out = io.StringIO()
+    assert V.verify("smoke", pub, out=out, readme=readme, recompute_tables=False) == 0, out.getvalue()
+    assert "not recomputed here" in out.getvalue() and "files recomputed" not in out.getvalue()
+    beyond = 2 * V.tolerance("published", "headline.csv", "id_gain").abs
+    edit_csv(pub / "headline.csv", lambda d: d.assign(id_gain=d["id_gain"] + beyond))
+    (pub / "comparisons.csv").unlink()
+    resign(pub)
+    out = io.StringIO()
+    assert V.verify("smoke", pub, out=out, readme=readme, recompute_tables=False) == 1
+    assert "BAD  headline.csv: out of tolerance" in out.getvalue(), out.getvalue()
+    assert f"BAD  comparisons.csv: missing from {pub}" in out.getvalue()
+
+
 def test_manifest_hash_mismatch_fails(fast_recompute, pair):
     build, pub, _ = pair
     (pub / "tradeoff.png").write_bytes(b"NOT really a png")        # same size, other bytes

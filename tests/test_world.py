@@ -91,6 +91,16 @@ def test_real_image_test_pools_are_disjoint():
         assert not tr & te and len(tr | te) == n
 
 
+def test_two_workers_write_the_same_world_as_one(tmp_path, monkeypatch):
+    """Splits and corpus chunks rendered by a pool of two processes: every file, and the manifest,
+    byte for byte those of one process (each from its own seeded stream, gathered in order)."""
+    one = world.generate(tiny_cfg(tmp_path / "one", monkeypatch, n_pairs=4200), progress=False, workers=1)
+    two = world.generate(tiny_cfg(tmp_path / "two", monkeypatch, n_pairs=4200), progress=False, workers=2)
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in two.iterdir()) and "corpus.npz" in names and len(names) > 10
+    assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
+
+
 def test_generate_and_load(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, monkeypatch)
     out = world.generate(cfg, progress=False, workers=1)

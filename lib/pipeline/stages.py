@@ -50,6 +50,9 @@ class Stage:
     """The product whose presence shows that the stage ran (default: its first product)."""
     label: str | None = None
     """The label of its log lines (default: its name)."""
+    after: tuple[str, ...] = ()
+    """Stages that must finish before it starts though it reads nothing of theirs: Make's order-only
+    prerequisites (``| ...``), scheduling only: their products changing does not rerun it."""
     entry: str | None = None
     """``make <entry>`` builds it (under the lock); default: the name with '-' for '_'. A unit stage's is
     the entry point of the stage that gathers its units."""
@@ -83,6 +86,9 @@ class Stage:
 # are grouped: a job runs ``tasks_per_job`` tasks (params/<profile>/02_finetune.yaml, 03_evaluate.yaml;
 # default 1) in one process: a fine-tuning job executes each task's notebook in one Jupyter kernel
 # (lib.pipeline.notebook_job), an evaluation job evaluates its tasks one after the other.
+# Fine-tuning starts after zero-shot (``after``: order only, it reads nothing of it): zero-shot's 2 fixed
+# threads beside a 1-thread fine-tuning job are 3 threads on study3's 2 cores, and its spinning threads
+# then ran 5-10x slower (study3: 84 s instead of ~9 s alone; bench/bench_stages.py), a core lost for it.
 # lib.plots and lib.notebook are imported by the notebooks of the stages before figures only to draw and show (DISPLAY_ONLY): no result depends on them, so they are
 # the figures stage's code and no other's (an edit to lib/plots.py re-runs the figures only).
 STAGES: tuple[Stage, ...] = (
@@ -95,7 +101,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("finetune_unit", "02_finetune", None, ("pretrain",), (P.UNIT_NOTEBOOK,),
           ("lib.pipeline.finetune", "lib.pipeline.common", "lib.pipeline.upstream", "lib.pipeline.grid",
            "lib.pipeline.notebook_job"),
-          params="02_finetune", per=("task",), grouped=True, label="finetune {task}", entry="finetune"),
+          params="02_finetune", per=("task",), grouped=True, label="finetune {task}", entry="finetune",
+          after=("zero_shot",)),
     Stage("finetune", None, "lib.pipeline.aggregate finetune", ("finetune_unit", "pretrain"),
           (P.FINETUNE_CSV, P.LR_SWEEP_CSV, P.FINETUNE_TIMING_CSV),
           ("lib.pipeline.aggregate", "lib.pipeline.common", "lib.pipeline.upstream")),

@@ -561,9 +561,45 @@ def _tables(folder: Path, pattern: str = "*.csv") -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.glob(pattern))} if folder.is_dir() else {}
 
 
-def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, readme: Path | None = None) -> int:
+def _recompute_and_compare(profile: str, res_dir: Path, rdir: Path, fig_dir: Path, published_dir: Path,
+                           rep: "Report") -> dict[str, Path]:
+    """Part 2: the figures stage's tables recomputed from ``res_dir`` into ``rdir``, each compared with
+    the build's (exactly) and the published one (within tolerance). Returns name -> recomputed file."""
+    try:
+        # the profile's world design feeds the manipulation checks, when the figures stage wrote them
+        has_checks = (fig_dir / "manipulation_checks.csv").is_file()
+        recompute(res_dir, rdir, config.load_profile(profile) if has_checks else None)
+    except Exception as exc:  # noqa: BLE001 - whatever stops the recomputation is reported, and fails
+        rep.bad(f"cannot recompute from {res_dir}: {type(exc).__name__}: {exc}")
+        return {}
+    recomputed = {p.name: p for p in sorted(rdir.iterdir()) if p.is_file()}
+    n_same = {"build": 0, "published": 0}
+    for name, p in recomputed.items():
+        for label, folder, kind in (("build", fig_dir, "recomputed"), ("published", published_dir, "published")):
+            other = folder / name
+            if not other.is_file():
+                rep.bad(f"{name}: written by the figures stage but missing from {folder}")
+                continue
+            if p.suffix == ".csv":
+                r = compare_tables(_read_csv(p), _read_csv(other), name, kind=kind, sides=("recomputed", label))
+            else:
+                r = compare_text(p.read_text(), other.read_text(), name, kind=kind, sides=("recomputed", label))
+            if r.ok:
+                n_same[label] += 1
+            else:
+                rep.table(r, f" (recomputed vs {label})")
+    if recomputed:
+        rep.ok(f"{len(recomputed)} files recomputed: {n_same['build']} equal to {fig_dir}, "
+               f"{n_same['published']} within tolerance of {published_dir}")
+    return recomputed
+
+
+def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, readme: Path | None = None,
+           recompute_tables: bool = True) -> int:
     """Check ``build/<profile>`` against ``published_dir`` (default paper_figures/, whose README block
-    is then checked too; ``readme`` names another README); returns the exit status."""
+    is then checked too; ``readme`` names another README); returns the exit status.
+    ``recompute_tables=False`` leaves out part 2 (the recomputation, ~20 s of study3's analysis) and
+    says so: the end of ``make reproduce``, right after the figures stage computed those tables."""
     default = published_dir is None
     published_dir = Path(published_dir or paths.PAPER_FIGURES)
     if readme is None and default:
@@ -590,33 +626,13 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
         tmp = Path(tmpname)
         rep.section(f"recomputed: the figures stage's tables from {res_dir}:")
         rdir = tmp / "recomputed"
-        try:
-            # the profile's world design feeds the manipulation checks, when the figures stage wrote them
-            has_checks = (fig_dir / "manipulation_checks.csv").is_file()
-            recompute(res_dir, rdir, config.load_profile(profile) if has_checks else None)
-        except Exception as exc:  # noqa: BLE001 - whatever stops the recomputation is reported, and fails
-            rep.bad(f"cannot recompute from {res_dir}: {type(exc).__name__}: {exc}")
-            recomputed = {}
-        else:
-            recomputed = {p.name: p for p in sorted(rdir.iterdir()) if p.is_file()}
-        n_same = {"build": 0, "published": 0}
-        for name, p in recomputed.items():
-            for label, folder, kind in (("build", fig_dir, "recomputed"), ("published", published_dir, "published")):
-                other = folder / name
-                if not other.is_file():
-                    rep.bad(f"{name}: written by the figures stage but missing from {folder}")
-                    continue
-                if p.suffix == ".csv":
-                    r = compare_tables(_read_csv(p), _read_csv(other), name, kind=kind, sides=("recomputed", label))
-                else:
-                    r = compare_text(p.read_text(), other.read_text(), name, kind=kind, sides=("recomputed", label))
-                if r.ok:
-                    n_same[label] += 1
-                else:
-                    rep.table(r, f" (recomputed vs {label})")
-        if recomputed:
-            rep.ok(f"{len(recomputed)} files recomputed: {n_same['build']} equal to {fig_dir}, "
-                   f"{n_same['published']} within tolerance of {published_dir}")
+        if recompute_tables:
+            recomputed = _recompute_and_compare(profile, res_dir, rdir, fig_dir, published_dir, rep)
+            written = set(recomputed)
+        else:   # what the figures stage wrote: its manifest's list
+            print(f"  --   not recomputed here (the figures stage has just computed them): "
+                  f"`make verify PROFILE={profile}` does", file=out)
+            written = {f["path"] for f in (build_doc or {}).get("files", [])}
 
         rep.section("tables (build vs published):")
         for sub, fresh, pub in (("", build_figs, pub_figs), ("results/", build_res, pub_res)):
@@ -624,7 +640,7 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
                 if name not in fresh:
                     rep.bad(f"{sub}{name}: published but missing from {fig_dir if not sub else res_dir}")
                 elif name not in pub:
-                    if not sub and name not in recomputed:
+                    if not sub and name not in written:
                         rep.ok(f"{name}: not published")
                     elif sub:
                         rep.ok(f"{sub}{name}: not published")
@@ -677,14 +693,16 @@ def verify_report(profile: str, out=sys.stdout) -> int:
     """``make verify``'s report on the build against ``paper_figures/`` when that was published from
     ``profile``; a note when it holds another profile (the end of ``make reproduce``:
     ``--report``, which exits 0 either way: the build succeeded, a difference is a finding to read,
-    and ``make verify`` is the gate that exits 1 on it). Returns verify's status (0 when skipped)."""
+    and ``make verify`` is the gate that exits 1 on it). Parts 1 and 3-5 only: the recomputation (part 2)
+    would repeat the figures stage that has just run; ``make verify`` does it. Returns verify's status
+    (0 when skipped)."""
     pub = publish.published_profile()   # verify -> publish only (publish never imports verify)
     if pub != profile:
         print(f"\nNot compared with {paths.PAPER_FIGURES}: it holds profile {pub or '(none)'}, not {profile} "
               f"(make verify PROFILE={profile} compares anyway).", file=out)
         return 0
     print("", file=out)
-    status = verify(profile, out=out)
+    status = verify(profile, out=out, recompute_tables=False)
     if status:
         print(f"\nThe build differs from {paths.PAPER_FIGURES} (above). make reproduce does not fail on "
               f"this: the run itself succeeded and its results are in {paths.profile_dir(profile)}; "

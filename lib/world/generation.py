@@ -46,6 +46,14 @@ def render_split(task: str, domain: str, split: str, n: int, seed: int,
     return imgs, labels.astype(np.int64)
 
 
+def _split_file(args) -> tuple[str, dict]:
+    """One task split rendered and written (``<task>__<domain>__<split>.npz``); its name and record."""
+    out, task, domain, split, n, seed, diversity = args
+    imgs, labels = render_split(task, domain, split, n, seed, diversity=diversity)
+    name = f"{task}__{domain}__{split}.npz"
+    return name, _atomic_savez(Path(out) / name, images=imgs, labels=labels)
+
+
 def _corpus_chunk(args) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
     """One chunk of the corpus: images, captions, sources (task/domain/true class) and the class
     index each caption names (another class than the image's with the task's caption_noise)."""
@@ -200,6 +208,19 @@ def verify_world(profile_cfg: dict, deep: bool = True) -> None:
                                 f"{rec.get('bytes')} (truncated or rewritten): {_fix(profile)}")
 
 
+class _Serial:
+    """A pool of one: ``imap`` in this process (``workers=1``)."""
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def imap(fn, jobs):
+        return map(fn, jobs)
+
+
 def generate(profile_cfg: dict, progress: bool = True, workers: int | None = None) -> Path:
     """Generate (or reuse) the profile's world under build/<profile>/world/. Returns that folder.
 
@@ -226,20 +247,15 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     chunk = 2000
     cjobs = [(seed, i, min(chunk, n_corpus - s), entries, weights, levels)
              for i, s in enumerate(range(0, n_corpus, chunk))]
-    records = {}
-    for task, dom, split, n in tqdm(jobs, desc="world: task splits", disable=not progress):
-        imgs, labels = render_split(task, dom, split, n, seed, diversity=levels[task]["diversity"])
-        name = f"{task}__{dom}__{split}.npz"
-        records[name] = _atomic_savez(out / name, images=imgs, labels=labels)
+    sjobs = [(str(out), task, dom, split, n, seed, levels[task]["diversity"]) for task, dom, split, n in jobs]
+    # every split and corpus chunk from its own seeded stream: the same bytes in any process, in any order
+    # (each worker renders whole files; records and parts are gathered in the jobs' order)
     workers = workers or min(2, os.cpu_count() or 1)
-    parts = []
-    if workers > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for p in tqdm(pool.imap(_corpus_chunk, cjobs), total=len(cjobs), desc="world: corpus", disable=not progress):
-                parts.append(p)
-    else:
-        for j in tqdm(cjobs, desc="world: corpus", disable=not progress):
-            parts.append(_corpus_chunk(j))
+    with (mp.get_context("fork").Pool(workers) if workers > 1 else _Serial()) as pool:
+        records = dict(tqdm(pool.imap(_split_file, sjobs), total=len(sjobs), desc="world: task splits",
+                            disable=not progress))
+        parts = list(tqdm(pool.imap(_corpus_chunk, cjobs), total=len(cjobs), desc="world: corpus",
+                          disable=not progress))
     imgs = np.concatenate([p[0] for p in parts])
     caps = np.array([c for p in parts for c in p[1]])
     srcs = np.array([c for p in parts for c in p[2]])
