@@ -83,8 +83,8 @@ def _one(job: tuple[int, int, int]) -> tuple[int, dict[str, str]]:
     return n, verdicts(*resample(zs, runs, pts, rng.choice(tasks, size=n, replace=True)))
 
 
-def project(folder: Path, ns: list[int], reps: int, seed: int, workers: int) -> pd.DataFrame:
-    """One row per (claim, N): the share of draws with each verdict."""
+def project(folder: Path, ns: list[int], reps: int, seed: int, workers: int) -> tuple[pd.DataFrame, int]:
+    """One row per (claim, N): the share of draws with each verdict; and the run's number of tasks."""
     zs, runs, pts = load(folder)
     tasks = np.array(sorted(runs["train_task"].unique()))
     _DATA.update(zs=zs, runs=runs, pts=pts, tasks=tasks)

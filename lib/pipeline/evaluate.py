@@ -324,22 +324,23 @@ def main(argv=None) -> int:
             config.check_name(m, "method", key="a <method> argument")
         if len(set(tasks)) < len(tasks):
             raise ConfigError(f"a task is named twice in {tasks}")
-        cfg = None
+        cfg, units = None, None
         for task in tasks:   # one process for the job's tasks: the imports (~5 s on 2 cores) once
             label = f"evaluate {task}/{methods[0]}" if len(methods) == 1 else f"evaluate {task}"
             if cfg is None:
                 cfg = setup(profile, STAGE, label=label)
+                units = set(evaluation_units(runs(cfg)))
             else:
                 progress.set_label(label)
-            evaluate_task(cfg, task, job_methods(cfg, task, methods))
+            evaluate_task(cfg, task, job_methods(units, task, methods))
     return cli(work)
 
 
-def job_methods(cfg: dict, task: str, methods: list[str]) -> list[str]:
-    """The methods of ``methods`` that have runs on ``task`` (a job names every method of its tasks; a
-    task that lacks one, e.g. a method run on some tasks only, evaluates the others). None of them:
-    :func:`evaluate_task` says which pairs are units."""
-    have = {m for t, m in evaluation_units(runs(cfg)) if t == task}
+def job_methods(units: set, task: str, methods: list[str]) -> list[str]:
+    """The methods of ``methods`` that have runs on ``task`` (``units``: the profile's (task, method)
+    evaluation units; a job names every method of its tasks, a task that lacks one, e.g. a method run
+    on some tasks only, evaluates the others). None of them: :func:`evaluate_task` says which pairs are units."""
+    have = {m for t, m in units if t == task}
     return [m for m in methods if m in have] or methods
 
 

@@ -210,6 +210,7 @@ def _stage_rules(profile: str, cfg: dict, us, evs) -> list[str]:
                     for tj in task_jobs(profile, s.params, list(tasks))]
         else:
             jobs = _jobs(unit_args[s.per], len(s.job_keys)) if s.per else [[()]]
+        order = " | " + " ".join(d for n in s.after for d in targets_of(n)) if s.after else ""   # order-only
         for job in jobs:
             outs, deps = [], ([f"$(NB)/{s.notebook}.ipynb"] if s.notebook else [])
             for unit in job:   # one recipe makes every product of the job's units
@@ -220,9 +221,7 @@ def _stage_rules(profile: str, cfg: dict, us, evs) -> list[str]:
                 deps += [d for n in s.needs for d in targets_of(n, unit)] + pfiles(s, methods)
             deps += (["$(PROFILE_YAML)"] if s.name == "pretrain" else []) + [f"$({s.code_var})"]
             sep = " &: " if len(outs) > 1 else ": "
-            order = [d for n in s.after for d in targets_of(n)]   # order-only: scheduling, not a dependency
-            lines.append(" ".join(outs) + sep + " ".join(dict.fromkeys(deps))
-                         + (" | " + " ".join(order) if order else ""))
+            lines.append(" ".join(outs) + sep + " ".join(dict.fromkeys(deps)) + order)
             if s.per:   # $(call <stage>,<key>,...,<the rest of each unit's keys, space-separated>)
                 k = len(s.job_keys)     # a grouped stage's job: its tasks, space-separated, then the rest
                 lead = [" ".join(dict.fromkeys(u[0] for u in job))] if s.grouped else list(job[0][:k])

@@ -208,19 +208,6 @@ def verify_world(profile_cfg: dict, deep: bool = True) -> None:
                                 f"{rec.get('bytes')} (truncated or rewritten): {_fix(profile)}")
 
 
-class _Serial:
-    """A pool of one: ``imap`` in this process (``workers=1``)."""
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def imap(fn, jobs):
-        return map(fn, jobs)
-
-
 def generate(profile_cfg: dict, progress: bool = True, workers: int | None = None) -> Path:
     """Generate (or reuse) the profile's world under build/<profile>/world/. Returns that folder.
 
@@ -251,11 +238,16 @@ def generate(profile_cfg: dict, progress: bool = True, workers: int | None = Non
     # every split and corpus chunk from its own seeded stream: the same bytes in any process, in any order
     # (each worker renders whole files; records and parts are gathered in the jobs' order)
     workers = workers or min(2, os.cpu_count() or 1)
-    with (mp.get_context("fork").Pool(workers) if workers > 1 else _Serial()) as pool:
-        records = dict(tqdm(pool.imap(_split_file, sjobs), total=len(sjobs), desc="world: task splits",
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    imap = pool.imap if pool else map
+    try:
+        records = dict(tqdm(imap(_split_file, sjobs), total=len(sjobs), desc="world: task splits",
                             disable=not progress))
-        parts = list(tqdm(pool.imap(_corpus_chunk, cjobs), total=len(cjobs), desc="world: corpus",
-                          disable=not progress))
+        parts = list(tqdm(imap(_corpus_chunk, cjobs), total=len(cjobs), desc="world: corpus", disable=not progress))
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
     imgs = np.concatenate([p[0] for p in parts])
     caps = np.array([c for p in parts for c in p[1]])
     srcs = np.array([c for p in parts for c in p[2]])
