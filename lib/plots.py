@@ -94,24 +94,38 @@ def pretrain_curves(info: dict):
     return fig
 
 
-def zero_shot_overview(df: pd.DataFrame):
-    """Zero-shot accuracy, ACS and modality silhouette per task and domain."""
+def zero_shot_overview(df: pd.DataFrame, max_task_colours: int = 10):
+    """Zero-shot accuracy per task and domain (top: a group of bars per task, ID then each shifted
+    domain in the table's order, chance dashed), and accuracy against ACS and against the modality
+    silhouette ss (bottom), coloured by task when there are at most ``max_task_colours`` tasks, else
+    by ID / shifted domain (32 task colours cannot be told apart)."""
     style()
     d = df.copy()
-    d["where"] = d["task"] + "\n" + d["domain"]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
-    sns.barplot(data=d, x="where", y="acc", hue="domain_kind", ax=axes[0], dodge=False)
-    for i, (_, r) in enumerate(d.iterrows()):
-        axes[0].plot([i - 0.4, i + 0.4], [r["chance"]] * 2, color="k", lw=1, ls="--")
-    axes[0].set(title="Zero-shot top-1 (dashed: chance)", xlabel="", ylabel="accuracy", ylim=(0, 1))
-    for ax, col, title in ((axes[1], "acs", "ACS (higher = aligned)"),
-                           (axes[2], "ss", "modality silhouette ss (higher = misaligned)")):
-        sns.scatterplot(data=d, x=col, y="acc", hue="task", style="domain_kind", s=60, ax=ax)
+    tasks = list(dict.fromkeys(d["task"]))
+    k = d.groupby("task", sort=False).cumcount()            # a domain's place within its task: ID first
+    d["domain slot"] = np.where(d["domain_kind"] == "ID", "ID", "shift " + k.astype(str))
+    slots = list(dict.fromkeys(d["domain slot"]))
+    fig = plt.figure(figsize=(max(10.0, 2.0 + 0.32 * len(tasks) * len(slots) / 3), 6.4))
+    grid = fig.add_gridspec(2, 2)
+    bars, scatter = fig.add_subplot(grid[0, :]), [fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
+    w = 0.8 / len(slots)
+    x = {t: i for i, t in enumerate(tasks)}
+    for j, slot in enumerate(slots):
+        g = d[d["domain slot"] == slot]
+        bars.bar([x[t] - 0.4 + (j + 0.5) * w for t in g["task"]], g["acc"], width=w, label=slot, color=f"C{j}")
+    for t, c in d.groupby("task", sort=False)["chance"].first().items():
+        bars.plot([x[t] - 0.45, x[t] + 0.45], [c] * 2, color="k", lw=1, ls="--")
+    bars.set_xticks(range(len(tasks)), tasks, rotation=90, fontsize=7 if len(tasks) > 10 else 9)
+    bars.set(title="Zero-shot top-1 per task and domain (dashed: chance)", ylabel="accuracy", ylim=(0, 1),
+             xlim=(-0.6, len(tasks) - 0.4))
+    bars.legend(fontsize=7, ncol=len(slots), loc="upper left")
+    hue = "task" if len(tasks) <= max_task_colours else "domain_kind"
+    for ax, col, title in ((scatter[0], "acs", "ACS (higher = aligned)"),
+                           (scatter[1], "ss", "modality silhouette ss (higher = misaligned)")):
+        sns.scatterplot(data=d, x=col, y="acc", hue=hue, style="domain_kind", s=40 if hue == "task" else 30,
+                        alpha=1.0 if hue == "task" else 0.7, ax=ax)
         ax.set(title=title, xlabel=col, ylabel="zero-shot accuracy")
         ax.legend(fontsize=6, loc="best")
-    for lab in axes[0].get_xticklabels():
-        lab.set_rotation(90)
-    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
