@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -184,6 +185,10 @@ def lr_sweep(sweep: pd.DataFrame):
             bad = h[h["nonfinite"].astype(bool)]
             ax.plot(bad["lr"], 100 * bad["best_val_acc"], marker="x", ms=8, color="k", ls="none")
         ax.set(xscale="log", xlabel="learning rate", title=_mlabel(method))
+        rates = sorted(g["lr"].unique())
+        if 0 < len(rates) <= 6:   # few rates: ticks at the rates tried (a range under a decade otherwise
+            ax.set_xticks(rates, [f"{r:g}" for r in rates])   # gets overlapping minor-tick labels)
+            ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].set_ylabel("best ID val. accuracy (%)")
     if len(tasks) > 8:   # many tasks: one legend below the panels, in columns (inside a panel it hid the data)
         handles, labels = axes[0][-1].get_legend_handles_labels()
