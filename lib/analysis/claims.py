@@ -200,12 +200,19 @@ def attainable(p_min: float, family: int) -> bool:
     return family * p_min < ALPHA
 
 
-def _mde(sd: float, n: int, family: int, p_min: float = 0.0) -> float:
-    """Minimal detectable mean effect (80% power) at the family's Bonferroni level; infinite when the
-    test's discreteness makes the family undecidable at this number of tasks."""
+def _mde(tables: dict, family: int, p_min: float, direction: int, quantity: str, a: str,
+         b: str | None = None) -> float:
+    """Minimal detectable shift (80% power) of the test's per-task values (``T.task_values``: a - b, or
+    a's own) in the claimed ``direction`` at the family's Bonferroni level, simulated for the signed-rank
+    test itself (``lib.stats.mde_signed_rank``); infinite when the test's discreteness makes the family
+    undecidable at this number of tasks; NaN while leaving one task out (no verdict reads it) or
+    without the run table."""
     if not attainable(p_min, family):
         return float("inf")
-    return stats.mde_paired(sd, n, ALPHA / max(family, 1))
+    if not _GATE[0] or "runs" not in tables:
+        return float("nan")
+    return stats.mde_signed_rank(T.task_values(tables["runs"], quantity, a, b), ALPHA / max(family, 1),
+                                 direction=direction)
 
 
 def _p_min_signed_rank(n: int, sides: int = 2) -> float:
@@ -239,8 +246,9 @@ def _comparison_tests(tables: dict, target: str, quantities: list[str], directio
     for name, c in rows:
         n = int(c["n_tasks"])
         pm = _p_min_signed_rank(n)
+        mde = _mde(tables, fam, pm, direction, c["quantity"], c["method"], c["versus"])
         out.append(Test(name, direction, c["estimate"] * scale, c["lo"] * scale, c["hi"] * scale, c["p"],
-                        c["ci_method"], c["p_method"], n, _mde(c["sd"], n, fam, pm) * scale, pm))
+                        c["ci_method"], c["p_method"], n, mde * scale, pm))
     return out
 
 
@@ -355,7 +363,7 @@ def claim_4b(tables: dict) -> Verdict:
         for q, kind in (("dg_gain", 1), ("dg_gain", 0), ("cf_drop", 1)):
             r = e.loc[(m, q)]
             pm = _p_min_signed_rank(int(r["n_tasks"]), 1 if kind == 0 else 2)
-            mde = _mde(r["sd"], int(r["n_tasks"]), fam, pm) * 100
+            mde = _mde(tables, fam, pm, kind, q, m) * 100
             if kind == 0:
                 tests.append(Test(f"{_lab(m)} DG gain within +/-{100 * r['sesoi']:g} pts (TOST)", 0,
                                   r["estimate"] * 100, r["tost_lo90"] * 100, r["tost_hi90"] * 100, r["tost_p"],

@@ -213,28 +213,47 @@ def comparisons(runs: pd.DataFrame, variant: str = "default", equivalence: bool 
     quantity, diff = method - versus per (task, seed) on the runs both have, averaged per task; the
     Hodges-Lehmann estimate over tasks with the interval of the inverted exact signed-rank test and its
     p (``lib.stats.paired_test``), the mean and between-task SD of the per-task differences, per-task
-    wins / losses / ties and the minimal detectable mean difference at 80% power (two-sided 0.05).
-    With ``equivalence`` (not while leaving one task out: no verdict reads it), for the quantities in
-    accuracy points (``EFFECT_QUANTITIES``) also the equivalence test within +/- ``SESOI`` (TOST) and
-    its 90% interval: the post hoc reading of ``lib.analysis.claims.equivalence_posthoc``."""
+    wins / losses / ties.
+    With ``equivalence`` (not while leaving one task out: no verdict reads them; NaN there), the minimal
+    detectable shift (``lib.stats.mde_signed_rank``), and for the quantities in accuracy points
+    (``EFFECT_QUANTITIES``) the equivalence test within +/- ``SESOI`` (TOST) and its 90% interval: the
+    post hoc reading of ``lib.analysis.claims.equivalence_posthoc``."""
     r = runs[runs["variant"] == variant]
     ms = methods_in(r)
     rows = []
     for i, a in enumerate(ms):
         for b in ms[i + 1:]:
-            pair = r[r["method"] == a].merge(r[r["method"] == b], on=["train_task", "seed"], suffixes=("_a", "_b"))
+            pair = _paired(r, a, b)
             for q in COMPARED:
                 diff = (pair[f"{q}_a"] - pair[f"{q}_b"]).to_numpy(float)
-                c = stats.paired_test(diff, pair["train_task"].to_numpy())
+                c = stats.paired_test(diff, pair["train_task"].to_numpy(), mde=equivalence)
                 e = (stats.equivalence_test(diff, SESOI, pair["train_task"].to_numpy())
                      if equivalence and q in EFFECT_QUANTITIES else {})
                 rows.append(dict(quantity=q, method=a, versus=b, estimate=c["estimate"], lo=c["lo"], hi=c["hi"],
                                  p=c["p"], mean=c["mean"], sd=c["sd"], wins=c["wins"], losses=c["losses"],
-                                 ties=c["ties"], n_tasks=c["n_tasks"], mde=stats.mde_paired(c["sd"], c["n_tasks"]),
+                                 ties=c["ties"], n_tasks=c["n_tasks"], mde=c["mde"],
                                  ci_method=c["ci_method"], p_method=c["p_method"],
                                  tost_p=e.get("p_tost", np.nan), tost_lo90=e.get("lo90", np.nan),
                                  tost_hi90=e.get("hi90", np.nan), sesoi=SESOI if e else np.nan))
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _paired(r: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """The (task, seed) runs that methods ``a`` and ``b`` both have, side by side (suffixes _a, _b)."""
+    return r[r["method"] == a].merge(r[r["method"] == b], on=["train_task", "seed"], suffixes=("_a", "_b"))
+
+
+def task_values(runs: pd.DataFrame, quantity: str, a: str, b: str | None = None,
+                variant: str = "default") -> np.ndarray:
+    """The per-task values a test of ``comparisons`` (``b`` given: a - b on the runs both have) or of
+    ``effects`` (``b`` None: method ``a``'s values) runs over: each task's mean over its seeds."""
+    r = runs[runs["variant"] == variant]
+    if b is None:
+        g = r[r["method"] == a]
+        return stats.task_means(g[quantity].to_numpy(float), g["train_task"].to_numpy())[1]
+    pair = _paired(r, a, b)
+    return stats.task_means((pair[f"{quantity}_a"] - pair[f"{quantity}_b"]).to_numpy(float),
+                            pair["train_task"].to_numpy())[1]
 
 
 COMPARISON_COLUMNS = ["quantity", "method", "versus", "estimate", "lo", "hi", "p", "mean", "sd", "wins", "losses",
@@ -619,21 +638,23 @@ SESOI = 0.02   # pre-registered smallest effect of interest: 2 accuracy points (
 EFFECT_QUANTITIES = ["id_gain", "dg_gain", "cf_drop", "balance"]
 
 
-def effects(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+def effects(runs: pd.DataFrame, variant: str = "default", mde: bool = True) -> pd.DataFrame:
     """Per method and quantity, the per-task seed means tested against 0: Hodges-Lehmann estimate, the
     inverted exact signed-rank interval and p, and the equivalence test (TOST) within +/- ``SESOI``
-    with its 90% interval; mean, between-task SD and the minimal detectable mean (80% power)."""
+    with its 90% interval; mean, between-task SD and the minimal detectable shift (80% power, two-sided
+    0.05, either direction: ``lib.stats.mde_signed_rank``; NaN without ``mde``, as while leaving one task
+    out)."""
     r = runs[runs["variant"] == variant]
     rows = []
     for m in methods_in(r):
         g = r[r["method"] == m]
         for q in EFFECT_QUANTITIES:
-            c = stats.paired_test(g[q].to_numpy(float), g["train_task"].to_numpy())
+            c = stats.paired_test(g[q].to_numpy(float), g["train_task"].to_numpy(), mde=mde)
             e = stats.equivalence_test(g[q].to_numpy(float), SESOI, g["train_task"].to_numpy())
             rows.append(dict(method=m, quantity=q, estimate=c["estimate"], lo=c["lo"], hi=c["hi"], p=c["p"],
                              tost_p=e["p_tost"], tost_lo90=e["lo90"], tost_hi90=e["hi90"], sesoi=SESOI,
                              mean=c["mean"], sd=c["sd"], n_tasks=c["n_tasks"],
-                             mde=stats.mde_paired(c["sd"], c["n_tasks"]), ci_method=c["ci_method"],
+                             mde=c["mde"], ci_method=c["ci_method"],
                              p_method=c["p_method"]))
     return pd.DataFrame(rows, columns=["method", "quantity", "estimate", "lo", "hi", "p", "tost_p", "tost_lo90",
                                        "tost_hi90", "sesoi", "mean", "sd", "n_tasks", "mde", "ci_method", "p_method"])
@@ -649,7 +670,7 @@ def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, pts: pd.DataFrame, full: 
     pred_pts = pts if full else pts[pts["method"] == "pooled"]
     measures = present_measures(zs) if full else [m for m in ("ss", "acs") if m in present_measures(zs)]
     return {"method_summary": method_summary(runs), "comparisons": comparisons(runs, equivalence=full),
-            "effects": effects(runs),
+            "effects": effects(runs, mde=full),
             "gain_points": pts, "predictors": predictors(pred_pts, measures, only),
             "predictor_contrasts": predictor_contrasts(pts, only=only), "forgetting_vs_ss": fpts, "forgetting_spearman": fsp}
 
