@@ -509,6 +509,11 @@ def test_readme_block_replaced_between_markers(tmp_path, computed5):
     text = readme.read_text()
     assert "STALE-CONTENT" not in text and "## After" in text and "| Full |" in text and "tradeoff.png" in text
     assert text.count(R.README_BEGIN) == 1 and "**2a**" in text
+    assert "Tasks as units" not in text           # task names without renderer families: no clustering line
+    P.update_readme({**t, "family_clustering": pd.DataFrame(
+        [dict(quantity="cf_drop", method="lora", versus="full", n_tasks=32, n_families=8, icc=-0.1, f_p=0.6,
+              design_effect=1.0)])}, "unit", readme)
+    assert "**Tasks as units**" in readme.read_text() and "32 tasks in 8 renderer families" in readme.read_text()
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         P.update_readme(t, "unit", readme)

@@ -337,3 +337,46 @@ def test_replicated_families_are_blocked():
     assert "C(family)[T.objects]" in fit.params.index or any(n.startswith("C(family)") for n in fit.params.index)
     decided, _ = M._factor_rows(cells_df)
     assert all(r["passed"] for r in decided), decided
+
+
+# ----------------------------------------------------------------------------- tasks as units
+def test_icc_recovers_a_known_family_correlation_and_its_edges():
+    """Random-effects data with ICC 0.5 (400 families of 4): estimated within 0.06; every task of a family
+    equal: 1; families with equal means: -1 / (k - 1); the F test's p is scipy's."""
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.arange(400), 4)
+    v = rng.standard_normal(400)[fam] + rng.standard_normal(fam.size)
+    icc, p, k0 = M._icc1(v, fam)
+    assert icc == pytest.approx(0.5, abs=0.06) and k0 == pytest.approx(4) and p < 1e-6
+    assert M._icc1(np.repeat([1.0, 2.0, 5.0], 4), np.repeat([0, 1, 2], 4))[0] == pytest.approx(1.0)
+    flat = np.tile([1.0, 2.0, 3.0, 4.0], 3)
+    icc, p, _ = M._icc1(flat, np.repeat([0, 1, 2], 4))
+    assert icc == pytest.approx(-1 / 3) and p == pytest.approx(st.f_oneway(*flat.reshape(3, 4)).pvalue)
+
+
+def _family_runs(family_sd: float, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tasks = [f"{f}_{k}" for f in ("objects", "digits", "flowers", "textures", "landcover", "pathology")
+             for k in "abcd"]
+    fam_effect = {f: family_sd * rng.standard_normal() for f in {M.family_of(t) for t in tasks}}
+    rows = [dict(train_task=t, seed=0, variant="default", method=m,
+                 **{q: (fam_effect[M.family_of(t)] if m == "lora" else 0.0) + 0.01 * rng.standard_normal()
+                    for q in ("id_gain", "dg_gain", "cf_drop", "balance", "cf_abs_d_ss", "cf_abs_d_acs")})
+            for t in tasks for m in ("full", "lora")]
+    return pd.DataFrame(rows)
+
+
+def test_family_clustering_finds_families_that_carry_the_effect_and_not_otherwise():
+    strong, none = M.family_clustering(_family_runs(0.1)), M.family_clustering(_family_runs(0.0))
+    assert list(strong.columns) == M.CLUSTERING_COLUMNS
+    # one row per paired comparison (6 quantities, 1 pair) and per one-sample effect (4 quantities x 2 methods)
+    assert len(strong) == 6 + 8 and set(strong["versus"]) == {"lora", "-"}
+    assert (strong["n_tasks"] == 24).all() and (strong["n_families"] == 6).all()
+    lora = strong[(strong["method"] == "lora") | (strong["versus"] == "lora")]
+    assert (lora["icc"] > 0.9).all() and (lora["f_p"] < 1e-6).all() and (lora["design_effect"] > 3.5).all()
+    assert none["icc"].abs().max() < 0.6 and (none["design_effect"] >= 1).all()
+
+
+def test_family_clustering_needs_families_of_several_tasks():
+    runs = _family_runs(0.1).assign(train_task=lambda d: d["train_task"].str.replace("_", "-"))  # no instances
+    assert M.family_clustering(runs).empty

@@ -120,7 +120,7 @@ exit 0
     (venv / "bin").mkdir(parents=True)
     (venv / "pyvenv.cfg").write_text("home = /nowhere\n")
     _stand_in(venv / "bin" / "python", "exit 1\n")          # the half-made venv: its pip does not run
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CLIPMIS_BUILD")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CLIPMIS_BUILD", "PY")}
     r = subprocess.run(["make", "--no-print-directory", "setup", f"VENV={venv}", f"PYTHON={stand_in_python}"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -135,7 +135,7 @@ exit 0
 
 
 def test_setup_without_the_python_stops_at_once_with_the_fix(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CLIPMIS_BUILD")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CLIPMIS_BUILD", "PY")}
     r = subprocess.run(["make", "--no-print-directory", "setup", f"VENV={tmp_path / 'v'}", "PYTHON=python3.99"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode != 0 and "no 'python3.99' on PATH" in r.stderr and "PYTHON=python3.11" in r.stderr

@@ -72,6 +72,7 @@ def compute(results, cfg: dict | None = None) -> dict:
     out = tables.compute(res)
     if cfg is not None:
         out["manipulation_checks"] = manipulation.manipulation_checks(res["zero_shot"], cfg)
+    out["family_clustering"] = manipulation.family_clustering(out["runs"])
     out["claims"], out["claim_tests"] = claims_mod.evaluate_all(out)
     out["equivalence_posthoc"] = claims_mod.equivalence_posthoc(out)
     return out
@@ -81,7 +82,7 @@ def compute(results, cfg: dict | None = None) -> dict:
 PUBLISHED_TABLES = {"headline": False, "method_summary": True, "comparisons": True, "effects": True, "predictors": True,
                     "predictor_contrasts": True, "forgetting_spearman": True, "forgetting_vs_ss": True,
                     "alignment": True, "ablations": True, "zero_shot_summary": True, "run_flags": True,
-                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "training_check": True, "sweep_tradeoff": True, "seed_noise": True, "claims": False, "claim_tests": True, "equivalence_posthoc": True, "gain_points": False,
+                    "lr_sweep": True, "world_check": False, "manipulation_checks": True, "training_check": True, "sweep_tradeoff": True, "seed_noise": True, "claims": False, "claim_tests": True, "equivalence_posthoc": True, "family_clustering": True, "gain_points": False,
                     "runs": False, "seed_aggregate": False}
 
 

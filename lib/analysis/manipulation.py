@@ -402,3 +402,58 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ----------------------------------------------------------------------------- tasks as units
+CLUSTERING_COLUMNS = ["quantity", "method", "versus", "n_tasks", "n_families", "icc", "f_p", "design_effect"]
+
+
+def _icc1(values: np.ndarray, groups: np.ndarray) -> tuple[float, float, float]:
+    """ICC(1) of ``values`` by ``groups`` (one-way ANOVA estimator), the F test's p of the group effect
+    (``scipy.stats.f_oneway``) and the unbalanced group size k0. Written here: statsmodels and scipy
+    have no ICC (pingouin's is not a dependency), and it is the textbook ANOVA formula."""
+    names = sorted(set(groups.tolist()))
+    parts = [values[groups == g] for g in names]
+    n, g = values.size, len(parts)
+    grand = values.mean()
+    msb = sum(p.size * (p.mean() - grand) ** 2 for p in parts) / (g - 1)
+    msw = sum(((p - p.mean()) ** 2).sum() for p in parts) / (n - g)
+    k0 = (n - sum(p.size ** 2 for p in parts) / n) / (g - 1)
+    den = msb + (k0 - 1) * msw
+    icc = float((msb - msw) / den) if den > 0 else np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = float(st.f_oneway(*parts).pvalue)
+    return icc, p, float(k0)
+
+
+def family_clustering(runs: pd.DataFrame, variant: str = "default") -> pd.DataFrame:
+    """Are the tasks of one renderer family more alike than tasks of different families? Every test
+    of the claims treats the tasks as independent units; world v3 nests them 4 to a family. For the
+    per-task values of every paired comparison (a - b, ``tables.task_values``) and every one-sample
+    effect (``versus`` '-'): the intraclass correlation ICC(1) by family (:func:`family_of`), the F
+    test's p of the family effect, and the design effect 1 + (k0 - 1) max(ICC, 0) (how much the
+    clustering would inflate a variance computed as if the tasks were independent; 1 = none). A
+    diagnostic of the analysis's assumption, written after study3's results were seen (docs/methods.md,
+    "Tasks as units"); no verdict reads it. Empty unless at least two families hold two or more tasks."""
+    r = runs[runs["variant"] == variant]
+    tasks = sorted(r["train_task"].unique())
+    fam = pd.Series({t: family_of(t) for t in tasks})
+    if (fam.value_counts() >= 2).sum() < 2:
+        return pd.DataFrame(columns=CLUSTERING_COLUMNS)
+    ms = tables.methods_in(r)
+    keys = [(q, a, b) for q in tables.COMPARED for i, a in enumerate(ms) for b in ms[i + 1:]]
+    keys += [(q, a, None) for q in tables.EFFECT_QUANTITIES for a in ms]
+    rows = []
+    for q, a, b in keys:
+        v = tables.task_values(r, q, a, b, variant)
+        vals, ok = v.to_numpy(float), np.isfinite(v.to_numpy(float))
+        groups = fam.reindex(v.index[ok]).to_numpy()
+        if ok.sum() < 3 or len(set(groups.tolist())) < 2 or len(set(groups.tolist())) == ok.sum():
+            continue
+        icc, p, k0 = _icc1(vals[ok], groups)
+        rows.append(dict(quantity=q, method=a, versus=b or "-", n_tasks=int(ok.sum()),
+                         n_families=len(set(groups.tolist())), icc=icc, f_p=p,
+                         design_effect=1 + (k0 - 1) * max(icc, 0.0) if np.isfinite(icc) else np.nan))
+    return pd.DataFrame(rows, columns=CLUSTERING_COLUMNS)
+

@@ -244,16 +244,19 @@ def _paired(r: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
 
 
 def task_values(runs: pd.DataFrame, quantity: str, a: str, b: str | None = None,
-                variant: str = "default") -> np.ndarray:
+                variant: str = "default") -> pd.Series:
     """The per-task values a test of ``comparisons`` (``b`` given: a - b on the runs both have) or of
-    ``effects`` (``b`` None: method ``a``'s values) runs over: each task's mean over its seeds."""
+    ``effects`` (``b`` None: method ``a``'s values) runs over: each task's mean over its seeds, indexed
+    by task (sorted)."""
     r = runs[runs["variant"] == variant]
     if b is None:
         g = r[r["method"] == a]
-        return stats.task_means(g[quantity].to_numpy(float), g["train_task"].to_numpy())[1]
-    pair = _paired(r, a, b)
-    return stats.task_means((pair[f"{quantity}_a"] - pair[f"{quantity}_b"]).to_numpy(float),
-                            pair["train_task"].to_numpy())[1]
+        v, t = g[quantity].to_numpy(float), g["train_task"].to_numpy()
+    else:
+        pair = _paired(r, a, b)
+        v, t = (pair[f"{quantity}_a"] - pair[f"{quantity}_b"]).to_numpy(float), pair["train_task"].to_numpy()
+    names, means = stats.task_means(v, t)
+    return pd.Series(means, index=pd.Index(names, name="train_task"), name=quantity)
 
 
 COMPARISON_COLUMNS = ["quantity", "method", "versus", "estimate", "lo", "hi", "p", "mean", "sd", "wins", "losses",

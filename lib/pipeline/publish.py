@@ -107,7 +107,8 @@ def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "p
     text = Path(readme).read_text()
     block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"),
                                 manipulation=t.get("manipulation_checks"), training=t.get("training_check"),
-                                seed_noise=t.get("seed_noise"), equivalence=t.get("equivalence_posthoc"))
+                                seed_noise=t.get("seed_noise"), equivalence=t.get("equivalence_posthoc"),
+                                clustering=t.get("family_clustering"))
     io.write_text(Path(readme), report.replace_block(text, block))  # atomic: a failed write keeps the old README
     return Path(readme)
 

@@ -150,6 +150,7 @@ KEYS = {
     "training_check.csv": ["task"],
     "sweep_tradeoff.csv": ["method", "lr"],
     "seed_noise.csv": ["method", "quantity"],
+    "family_clustering.csv": ["quantity", "method", "versus"],
     "zero_shot_summary.csv": ["task", "domain"],
 }
 CLAIMS = "claims.csv"
