@@ -427,15 +427,6 @@ def mde_signed_rank(d, alpha: float = ALPHA, power: float = POWER, direction: in
     return up if direction > 0 else down if direction < 0 else max(up, down)
 
 
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman rho per row of two continuous (tie-free) arrays: Pearson r of the ranks."""
-    rx = np.argsort(np.argsort(x, axis=1), axis=1).astype(float)
-    ry = np.argsort(np.argsort(y, axis=1), axis=1).astype(float)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    return (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
-
-
 @lru_cache(maxsize=128)
 def mde_correlation(n: int, alpha: float = ALPHA, power: float = POWER, n_draws: int = MDE_DRAWS,
                     seed: int = SEED) -> float:
@@ -450,7 +441,7 @@ def mde_correlation(n: int, alpha: float = ALPHA, power: float = POWER, n_draws:
         return NAN
     rng = np.random.default_rng(seed)
     base = np.broadcast_to(np.arange(n, dtype=float), (N_PERMUTATIONS, n))
-    null = np.abs(_row_spearman(base, rng.random((N_PERMUTATIONS, n))))
+    null = np.abs(_spearman_flat(base, rng.random((N_PERMUTATIONS, n))))
     # decided when the Monte Carlo p (1 + #{null >= |rho|}) / (B + 1) <= alpha
     k = int(math.floor(alpha * (N_PERMUTATIONS + 1))) - 1     # null values allowed at or above
     if k < 0:
@@ -459,7 +450,7 @@ def mde_correlation(n: int, alpha: float = ALPHA, power: float = POWER, n_draws:
     x, z = rng.standard_normal((n_draws, n)), rng.standard_normal((n_draws, n))
 
     def pw(r: float) -> float:
-        return float((_row_spearman(x, r * x + math.sqrt(1 - r * r) * z) > crit).mean())
+        return float((_spearman_flat(x, r * x + math.sqrt(1 - r * r) * z) > crit).mean())
 
     if pw(0.9999) < power:
         return float("inf")

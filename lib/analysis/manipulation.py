@@ -449,11 +449,10 @@ def family_clustering(runs: pd.DataFrame, variant: str = "default") -> pd.DataFr
         v = tables.task_values(r, q, a, b, variant)
         vals, ok = v.to_numpy(float), np.isfinite(v.to_numpy(float))
         groups = fam.reindex(v.index[ok]).to_numpy()
-        if ok.sum() < 3 or len(set(groups.tolist())) < 2 or len(set(groups.tolist())) == ok.sum():
+        n_fam = len(set(groups.tolist()))
+        if ok.sum() < 3 or n_fam < 2 or n_fam == ok.sum():
             continue
         icc, p, k0 = _icc1(vals[ok], groups)
-        rows.append(dict(quantity=q, method=a, versus=b or "-", n_tasks=int(ok.sum()),
-                         n_families=len(set(groups.tolist())), icc=icc, f_p=p,
+        rows.append(dict(quantity=q, method=a, versus=b or "-", n_tasks=int(ok.sum()), n_families=n_fam, icc=icc, f_p=p,
                          design_effect=1 + (k0 - 1) * max(icc, 0.0) if np.isfinite(icc) else np.nan))
     return pd.DataFrame(rows, columns=CLUSTERING_COLUMNS)
-
