@@ -306,6 +306,9 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
             "seeds": _SEEDS,
         })),
     }),
+    # the rule the claims read (lib.analysis.claims.CLAIM_RULES; docs/methods.md): v3 (default), or v4,
+    # the rule registered for new data (equivalence within +/-2 points, "holds" as an intersection-union test)
+    "analysis": F(kind=dict, keys={"claim_rule": F(kind=str, choices=("v3", "v4"))}),
 })
 
 _BATCH = _int(min=1)

@@ -80,3 +80,19 @@ def next_rate(lrs: list[float], rows: list[dict], added: int, extend: int) -> fl
     if added < extend and best == lrs[0] and acc[best] > acc[lrs[1]]:
         return half_decade(best, up=False)
     return None
+
+
+TRANSFER_RULE = ("one rate per method for a new set of tasks: the lower median, over an earlier study's tasks, of "
+                 "the rates its rule selected on ID validation (a rate of the ladder; ties between two middle "
+                 "rates go to the smaller, as the one-SE rule prefers small rates)")
+
+
+def transfer_rate(selected: list[float]) -> float:
+    """:data:`TRANSFER_RULE`: the lower median of the ``selected`` rates (one per task of an earlier
+    study, each chosen on that task's ID validation only). Study v4 runs each method at this rate of
+    study3's selections (params/study4/methods/; tests/test_world_v4.py recomputes them from
+    paper_figures/lr_sweep.csv)."""
+    if not selected:
+        raise ValueError("transfer_rate needs at least one selected rate")
+    xs = sorted(float(x) for x in selected)
+    return xs[(len(xs) - 1) // 2]

@@ -313,7 +313,7 @@ def test_family_rule_agrees_with_the_world():
     from lib.world import variants
     for t in variants.TASKS:
         assert M.family_of(t) == variants.family_of(t), t
-    assert tuple(f"_{k}" for k in variants.INSTANCES) == M.INSTANCE_SUFFIXES
+    assert tuple(f"_{k}" for k in variants.INSTANCES + variants.INSTANCES_V4) == M.INSTANCE_SUFFIXES
 
 
 def test_replicated_families_are_blocked():

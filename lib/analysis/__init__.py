@@ -73,8 +73,10 @@ def compute(results, cfg: dict | None = None) -> dict:
     if cfg is not None:
         out["manipulation_checks"] = manipulation.manipulation_checks(res["zero_shot"], cfg)
     out["family_clustering"] = manipulation.family_clustering(out["runs"])
+    out["claim_rule"] = claims_mod.claim_rule(cfg)
     out["claims"], out["claim_tests"] = claims_mod.evaluate_all(out)
-    out["equivalence_posthoc"] = claims_mod.equivalence_posthoc(out)
+    if out["claim_rule"] == "v3":  # under v4 the equivalence tests are part of the claims (claim_tests)
+        out["equivalence_posthoc"] = claims_mod.equivalence_posthoc(out)
     return out
 
 

@@ -61,7 +61,15 @@ class Test:
 
     @property
     def decision(self) -> str:
-        if not (np.isfinite(self.p_holm) and self.p_holm < ALPHA):
+        return self._decide(self.p_holm)
+
+    @property
+    def raw_decision(self) -> str:
+        """The decision at the unadjusted p (claim rule v4's intersection-union reading of "holds")."""
+        return self._decide(self.p)
+
+    def _decide(self, p: float) -> str:
+        if not (np.isfinite(p) and p < ALPHA):
             return "0"
         if self.direction == 0:
             return "="
@@ -152,6 +160,34 @@ def rule_4b(dg: list[str], tost: list[str], cf: list[str]) -> str:
         return FAILS
     if dg and all(d == "+" for d in dg) and all(c == "+" for c in cf):
         return HOLDS
+    return INCONCLUSIVE
+
+
+CLAIM_RULES = ("v3", "v4")   # analysis.claim_rule of a profile (default v3); docs/methods.md
+RULE_V4 = ("claim rule v4 (registered for new data): holds if every paired test has its raw two-sided p < 0.05 on "
+           "the claimed side (an intersection-union test, no Holm step); else Holm over the paired tests and the "
+           "equivalence tests (TOST within +/-SESOI) together: does not hold if any paired test is decided against "
+           "the claim (-) or any equivalence is decided (=, no advantage of SESOI or more over that method); else "
+           "inconclusive")
+
+
+def claim_rule(cfg: dict | None) -> str:
+    """The profile's claim rule (``analysis.claim_rule``; v3 without a profile or the key)."""
+    rule = ((cfg or {}).get("analysis") or {}).get("claim_rule", "v3")
+    if rule not in CLAIM_RULES:
+        raise ValueError(f"unknown claim rule {rule!r}; valid: {', '.join(CLAIM_RULES)}")
+    return rule
+
+
+def rule_v4(raw: list[str], decisions: list[str]) -> str:
+    """Claim rule v4 for a comparison claim. ``raw``: each paired test's decision at its unadjusted p
+    (+ / - / 0); ``decisions``: every test's decision after Holm over the paired tests and the
+    equivalence tests together (+ / - / 0 for paired tests, = / 0 for equivalence tests).
+    Every raw + -> holds; else any - or = -> does not hold; else inconclusive."""
+    if raw and all(d == "+" for d in raw):
+        return HOLDS
+    if any(d in ("-", "=") for d in decisions):
+        return FAILS
     return INCONCLUSIVE
 
 
@@ -252,6 +288,25 @@ def _comparison_tests(tables: dict, target: str, quantities: list[str], directio
     return out
 
 
+def _equivalence_tests(tables: dict, target: str, quantities: list[str], scale: float = 100.0) -> list[Test]:
+    """``target`` against each other method: the equivalence test within +/- ``SESOI`` (two one-sided
+    signed-rank tests; ``comparisons``' ``tost_p``) of every quantity in accuracy points (none for 3a's
+    changes of ss and ACS, for which no smallest effect of interest was fixed). Its MDE is not
+    simulated (NaN): the registered power figures are the paired tests'."""
+    comp = tables["comparisons"]
+    if not set(quantities) <= set(T.EFFECT_QUANTITIES) or "tost_p" not in comp:
+        return []
+    out = []
+    for name, c in _pairs(comp, target, quantities) or []:
+        if not np.isfinite(c["tost_p"]):
+            continue
+        n = int(c["n_tasks"])
+        out.append(Test(f"{name} within +/-{scale * c['sesoi']:g} pts (TOST)", 0, c["estimate"] * scale,
+                        c["tost_lo90"] * scale, c["tost_hi90"] * scale, c["tost_p"], "90% " + c["ci_method"],
+                        "two one-sided exact signed-rank tests", n, float("nan"), _p_min_signed_rank(n, 1)))
+    return out
+
+
 def _versus_all(cid: str, tables: dict, target: str, quantities: list[str], direction: int, statistic: str,
                 scale: float = 100.0, detail: str = "") -> Verdict:
     tests = _comparison_tests(tables, target, quantities, direction, scale)
@@ -259,6 +314,13 @@ def _versus_all(cid: str, tables: dict, target: str, quantities: list[str], dire
         return _na(cid, f"no {_lab(target)} runs")
     if not tests:
         return _na(cid, "no paired runs")
+    if tables.get("claim_rule", "v3") == "v4":
+        k = len(tests)
+        fam = adjust(tests + _equivalence_tests(tables, target, quantities, scale))
+        verdict = rule_v4([t.raw_decision for t in fam[:k]], [t.decision for t in fam])
+        # "holds" rests on the raw p-values: the binding test is the paired test with the largest one
+        claimed = [max(fam[:k], key=lambda t: t.p)] if verdict == HOLDS else fam[:k]
+        return _verdict(cid, statistic, fam, verdict, RULE_V4, detail, claimed=claimed)
     tests = adjust(tests)
     verdict = rule_all([t.decision for t in tests])
     return _verdict(cid, statistic, tests, verdict, RULE_ALL, detail)
@@ -401,13 +463,15 @@ def leave_one_task_out(tables: dict) -> dict[str, list[str]]:
     over 7 tasks a Holm family of 4 signed-rank tests cannot all be decided (4 x 2/2^7 > 0.05), which
     a flip then shows."""
     runs, zs, pts = tables["runs"], tables["zero_shot"], tables["gain_points"]
+    rule = tables.get("claim_rule", "v3")
     base = {v.id: v.verdict for v in _verdicts(tables)}
     flips = {cid: [] for cid in base}
     _GATE[0] = False
     try:
         for task in sorted(runs["train_task"].unique()):
             t = T.claim_tables(zs[zs["task"] != task], runs[runs["train_task"] != task],
-                               pts[pts["task"] != task], full=False)
+                               pts[pts["task"] != task], full=False, tost=rule == "v4")
+            t["claim_rule"] = rule
             for v in _verdicts(t):
                 if v.verdict != base[v.id]:
                     flips[v.id].append(task)

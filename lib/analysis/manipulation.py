@@ -146,11 +146,12 @@ def task_cells(zs: pd.DataFrame, design: dict) -> pd.DataFrame:
     return out
 
 
-INSTANCE_SUFFIXES = ("_a", "_b", "_c", "_d")  # lib.world.variants.INSTANCES (a test checks they agree)
+# lib.world.variants.INSTANCES + INSTANCES_V4 (a test checks they agree)
+INSTANCE_SUFFIXES = tuple(f"_{k}" for k in "abcdefghijklmnop")
 
 
 def family_of(task: str) -> str:
-    """The renderer family of a task: a world-v3 instance ``<family>_<a-d>`` belongs to ``<family>``,
+    """The renderer family of a task: a world-v3/v4 instance ``<family>_<a-p>`` belongs to ``<family>``,
     any other task is its own family (the rule of ``lib.world.variants.family_of``, restated here so
     the analysis does not import the world generator and torch; tests/test_manipulation.py checks
     that both agree on every task)."""

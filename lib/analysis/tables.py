@@ -208,7 +208,8 @@ def wide(summary: pd.DataFrame, quantities=None) -> pd.DataFrame:
     return out
 
 
-def comparisons(runs: pd.DataFrame, variant: str = "default", equivalence: bool = True) -> pd.DataFrame:
+def comparisons(runs: pd.DataFrame, variant: str = "default", equivalence: bool = True,
+                tost: bool | None = None) -> pd.DataFrame:
     """Paired method comparisons: for each pair (method before versus in ``METHOD_ORDER``) and
     quantity, diff = method - versus per (task, seed) on the runs both have, averaged per task; the
     Hodges-Lehmann estimate over tasks with the interval of the inverted exact signed-rank test and its
@@ -217,7 +218,10 @@ def comparisons(runs: pd.DataFrame, variant: str = "default", equivalence: bool 
     With ``equivalence`` (not while leaving one task out: no verdict reads them; NaN there), the minimal
     detectable shift (``lib.stats.mde_signed_rank``), and for the quantities in accuracy points
     (``EFFECT_QUANTITIES``) the equivalence test within +/- ``SESOI`` (TOST) and its 90% interval: the
-    post hoc reading of ``lib.analysis.claims.equivalence_posthoc``."""
+    post hoc reading of ``lib.analysis.claims.equivalence_posthoc``. ``tost`` (default: ``equivalence``)
+    computes the equivalence tests without the MDEs: the claim rule v4 reads them, also while leaving
+    one task out."""
+    tost = equivalence if tost is None else tost
     r = runs[runs["variant"] == variant]
     ms = methods_in(r)
     rows = []
@@ -228,7 +232,7 @@ def comparisons(runs: pd.DataFrame, variant: str = "default", equivalence: bool 
                 diff = (pair[f"{q}_a"] - pair[f"{q}_b"]).to_numpy(float)
                 c = stats.paired_test(diff, pair["train_task"].to_numpy(), mde=equivalence)
                 e = (stats.equivalence_test(diff, SESOI, pair["train_task"].to_numpy())
-                     if equivalence and q in EFFECT_QUANTITIES else {})
+                     if tost and q in EFFECT_QUANTITIES else {})
                 rows.append(dict(quantity=q, method=a, versus=b, estimate=c["estimate"], lo=c["lo"], hi=c["hi"],
                                  p=c["p"], mean=c["mean"], sd=c["sd"], wins=c["wins"], losses=c["losses"],
                                  ties=c["ties"], n_tasks=c["n_tasks"], mde=c["mde"],
@@ -664,15 +668,17 @@ def effects(runs: pd.DataFrame, variant: str = "default", mde: bool = True) -> p
 
 
 # ----------------------------------------------------------------------------- everything, once
-def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, pts: pd.DataFrame, full: bool = True) -> dict:
+def claim_tables(zs: pd.DataFrame, runs: pd.DataFrame, pts: pd.DataFrame, full: bool = True,
+                 tost: bool = False) -> dict:
     """The tables the claims read, from the zero-shot table, the run-level table and the gain points
     (:func:`gain_points`). ``full=False`` (leave-one-task-out) computes only the rows the claims read:
-    the pooled ID raw-gain predictors of ss and ACS and their contrast, BitFit's excess forgetting's rho."""
+    the pooled ID raw-gain predictors of ss and ACS and their contrast, BitFit's excess forgetting's rho
+    (and, with ``tost``, the comparisons' equivalence tests: claim rule v4 reads them)."""
     only = None if full else (CLAIM_STRATUM, CLAIM_FORM)
     fpts, fsp = forgetting_vs_ss(zs, runs, spearman_of=None if full else (EXCESS,))
     pred_pts = pts if full else pts[pts["method"] == "pooled"]
     measures = present_measures(zs) if full else [m for m in ("ss", "acs") if m in present_measures(zs)]
-    return {"method_summary": method_summary(runs), "comparisons": comparisons(runs, equivalence=full),
+    return {"method_summary": method_summary(runs), "comparisons": comparisons(runs, equivalence=full, tost=full or tost),
             "effects": effects(runs, mde=full),
             "gain_points": pts, "predictors": predictors(pred_pts, measures, only),
             "predictor_contrasts": predictor_contrasts(pts, only=only), "forgetting_vs_ss": fpts, "forgetting_spearman": fsp}

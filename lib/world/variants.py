@@ -25,13 +25,17 @@ from ..splits import TaskSpec
 from .render import Renderer
 from .renderers import RENDERERS
 
-N_CLASSES = 4                 # classes of every v3 task (chance 0.25)
+N_CLASSES = 4                 # classes of every v3 / v4 task (chance 0.25)
 INSTANCES = ("a", "b", "c", "d")
+# world v4 (study v4, docs/study.md): 12 more instances per family, new tasks with new words
+INSTANCES_V4 = tuple("efghijklmnop")
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 # drawn words that are English words (or read as such): skipped, so every class word is invented
 _ENGLISH = ("sinus", "getup", "bagel", "camel", "cabin", "lemon", "melon", "medal", "metal", "model", "motel",
-            "robin", "salad", "solid", "tulip", "panel", "lapel", "rebel", "pedal", "timid", "vivid", "valid")
+            "robin", "salad", "solid", "tulip", "panel", "lapel", "rebel", "pedal", "timid", "vivid", "valid",
+            # world v4's words (drawn after v3's 128, so v3's words are unchanged by these)
+            "runes", "penis", "pubis", "domed", "bared", "nosed", "rufus", "genom", "sabor", "poder")
 
 
 def pseudowords(n: int, salt: str = "world-v3") -> list[str]:
@@ -80,22 +84,33 @@ class Instance(Renderer):
                         list(self.ood_domains), self.kind)
 
 
-def _instances() -> dict[str, Instance]:
-    words = iter(pseudowords(len(RENDERERS) * len(INSTANCES) * N_CLASSES))
-    out = {}
-    for fam_name, fam in RENDERERS.items():
-        n = len(fam.classnames)
-        for k, start in zip(INSTANCES, class_starts(n)):
-            classes = [(start + j) % n for j in range(N_CLASSES)]
-            out[f"{fam_name}_{k}"] = Instance(f"{fam_name}_{k}", fam, classes, [next(words) for _ in classes])
-    return out
+def class_starts_v4(n_family: int) -> list[int]:
+    """World v4's first class of each of its 12 instances: spread evenly around the family's classes
+    (cyclically), so that a family of 7-10 classes shows 7-10 different class sets over its instances."""
+    return [round(k * n_family / len(INSTANCES_V4)) % n_family for k in range(len(INSTANCES_V4))]
 
 
-VARIANTS: dict[str, Instance] = _instances()
-# every task a world may hold: the eight v2 tasks (the families themselves) and the v3 instances
-TASKS: dict[str, Renderer] = {**RENDERERS, **VARIANTS}
+def _instances() -> tuple[dict[str, Instance], dict[str, Instance]]:
+    """The v3 instances (a-d) and the v4 ones (e-p); the v4 words follow the v3 words in the one fixed
+    sequence of :func:`pseudowords`, so adding v4 changed no v3 task."""
+    per = len(RENDERERS) * N_CLASSES
+    words = iter(pseudowords(per * (len(INSTANCES) + len(INSTANCES_V4))))
+    v3, v4 = {}, {}
+    for out, letters, starts in ((v3, INSTANCES, class_starts), (v4, INSTANCES_V4, class_starts_v4)):
+        for fam_name, fam in RENDERERS.items():
+            n = len(fam.classnames)
+            for k, start in zip(letters, starts(n)):
+                classes = [(start + j) % n for j in range(N_CLASSES)]
+                out[f"{fam_name}_{k}"] = Instance(f"{fam_name}_{k}", fam, classes, [next(words) for _ in classes])
+    return v3, v4
+
+
+VARIANTS, VARIANTS_V4 = _instances()
+# every task a world may hold: the eight v2 tasks (the families themselves), the v3 and the v4 instances
+TASKS: dict[str, Renderer] = {**RENDERERS, **VARIANTS, **VARIANTS_V4}
 
 
 def family_of(task: str) -> str:
     """The renderer family of a task (a v2 task is its own family)."""
-    return VARIANTS[task].family.name if task in VARIANTS else task
+    r = VARIANTS.get(task) or VARIANTS_V4.get(task)
+    return r.family.name if r is not None else task
