@@ -309,6 +309,10 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
     # the rule the claims read (lib.analysis.claims.CLAIM_RULES; docs/methods.md): v3 (default), or v4,
     # the rule registered for new data (equivalence within +/-2 points, "holds" as an intersection-union test)
     "analysis": F(kind=dict, keys={"claim_rule": F(kind=str, choices=("v3", "v4"))}),
+    # where `make publish` puts the profile's figures (lib.pipeline.publish.published_dir): "top" =
+    # paper_figures/ itself (the default profile), "own" = paper_figures/<profile>/ beside it, with a
+    # README results block of its own
+    "publish": F(kind=str, choices=("top", "own")),
 })
 
 _BATCH = _int(min=1)

@@ -30,9 +30,11 @@ def _is_temporary(rel: str) -> bool:
 def listed_files(folder: Path) -> list[str]:
     """Relative POSIX paths of the files a manifest of ``folder`` covers, sorted."""
     folder = Path(folder)
+    # a subfolder with a manifest of its own is another publication (paper_figures/<profile>/): not ours
+    nested = [p.parent for p in folder.rglob(MANIFEST_NAME) if p.parent != folder]
     out = []
     for p in folder.rglob("*"):
-        if p.is_file():
+        if p.is_file() and not any(n in p.parents for n in nested):
             rel = p.relative_to(folder).as_posix()
             if rel != MANIFEST_NAME and not _is_temporary(rel):
                 out.append(rel)

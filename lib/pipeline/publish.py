@@ -61,15 +61,16 @@ def build(profile: str, out_dir=None, results=None) -> dict:
 
 
 def copy_figures(profile: str, dest=None) -> Path:
-    """Copy ``build/<profile>/figures/`` to ``dest`` (default ``paper_figures/``), atomically replaced."""
+    """Copy ``build/<profile>/figures/`` to ``dest`` (default :func:`published_dir`), atomically replaced."""
     src = paths.figures_dir(profile)
     if not (src / manifest.MANIFEST_NAME).exists():
         raise FileNotFoundError(f"{src} has no {manifest.MANIFEST_NAME}: run `python -m lib.pipeline.publish "
                                 f"{profile}` (or notebook 04_figures) first")
-    dest = Path(dest or paths.PAPER_FIGURES)
+    dest = Path(dest or published_dir(profile))
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    _keep_nested(dest, tmp)
     _swap(tmp, dest)
     return dest
 
@@ -81,6 +82,30 @@ def _swap(tmp: Path, dest: Path) -> None:
         os.replace(dest, old)
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def published_dir(profile: str) -> Path:
+    """Where ``make publish PROFILE=<profile>`` puts the figures: ``paper_figures/`` (the default
+    profile), or ``paper_figures/<profile>/`` for a profile whose file says ``publish: own`` (study4),
+    which then has a README results block of its own (``<!-- results:<profile>:begin -->``)."""
+    return paths.PAPER_FIGURES / profile if _own_folder(profile) else paths.PAPER_FIGURES
+
+
+def _own_folder(profile: str) -> bool:
+    try:
+        return config.load_profile(profile).get("publish") == "own"
+    except config.ConfigError:  # a results folder of an unknown profile (tests): the default folder
+        return False
+
+
+def _keep_nested(dest: Path, tmp: Path) -> None:
+    """Move the publications nested in ``dest`` (``paper_figures/<profile>/``, each with its own
+    manifest) into ``tmp``, which replaces ``dest``: publishing the default profile keeps them."""
+    if not dest.is_dir():
+        return
+    for sub in sorted(dest.iterdir()):
+        if sub.is_dir() and (sub / manifest.MANIFEST_NAME).exists() and not (tmp / sub.name).exists():
+            shutil.copytree(sub, tmp / sub.name)
 
 
 def executed_notebooks(profile: str) -> list[Path]:
@@ -101,15 +126,26 @@ def executed_notebooks(profile: str) -> list[Path]:
     return out
 
 
-def update_readme(t: dict, profile: str, readme: Path = README, figure: str = "paper_figures/tradeoff.png") -> Path:
-    """Rewrite the README's results block from the tables (world check, headline, trade-off figure,
-    selected learning rates, verdicts)."""
+def update_readme(t: dict, profile: str, readme: Path = README) -> Path:
+    """Rewrite the README's results block of ``profile`` (the default block, or the profile's own for
+    one published in its own folder) from the tables (world check, headline, trade-off figure, selected
+    learning rates, verdicts)."""
+    own = _own_folder(profile)
+    folder = paths.PAPER_FIGURES.name + (f"/{profile}" if own else "")
+    provenance = None
+    if own:  # the processor line reads this publication's manifest, not the default one's
+        try:
+            provenance = manifest.read_manifest(published_dir(profile))["produced_by"]
+        except Exception:  # noqa: BLE001 - no manifest yet: no processor line
+            provenance = {}
     text = Path(readme).read_text()
-    block = report.readme_block(t["headline"], t["claims"], profile, figure, t.get("world_check"), t.get("lr_sweep"),
+    block = report.readme_block(t["headline"], t["claims"], profile, f"{folder}/tradeoff.png", t.get("world_check"),
+                                t.get("lr_sweep"), provenance=provenance,
                                 manipulation=t.get("manipulation_checks"), training=t.get("training_check"),
                                 seed_noise=t.get("seed_noise"), equivalence=t.get("equivalence_posthoc"),
-                                clustering=t.get("family_clustering"))
-    io.write_text(Path(readme), report.replace_block(text, block))  # atomic: a failed write keeps the old README
+                                clustering=t.get("family_clustering"), folder=folder)
+    # atomic: a failed write keeps the old README
+    io.write_text(Path(readme), report.replace_block(text, block, profile if own else None))
     return Path(readme)
 
 
@@ -117,11 +153,12 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
     """``build/<profile>/figures/`` + the executed notebooks -> ``dest`` (``paper_figures/``), with a
     manifest covering both; then the README block (unless ``readme`` is None)."""
     src = paths.figures_dir(profile)
-    dest = Path(dest or paths.PAPER_FIGURES)
+    dest = Path(dest or published_dir(profile))
     produced_by = manifest.read_manifest(src)["produced_by"]
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    _keep_nested(dest, tmp)
     nbs = executed_notebooks(profile)
     if nbs:
         nb_dir = paths.ensure(tmp / "notebooks")
@@ -140,10 +177,10 @@ def _published_name(nb: Path, profile: str) -> str:
 
 
 def complete_notebooks(profile: str, dest=None) -> list[str]:
-    """Copy the executed notebooks that ``dest`` (``paper_figures/``) lacks -- 04_figures publishes
-    while it runs, so its own executed copy exists only afterwards -- and rewrite the manifest.
+    """Copy the executed notebooks that ``dest`` (default :func:`published_dir`) lacks -- 04_figures
+    publishes while it runs, so its own executed copy exists only afterwards -- and rewrite the manifest.
     Returns the names added."""
-    dest = Path(dest or paths.PAPER_FIGURES)
+    dest = Path(dest or published_dir(profile))
     nbs = executed_notebooks(profile)
     nb_dir = paths.ensure(dest / "notebooks")
     added = [nb for nb in nbs if not (nb_dir / _published_name(nb, profile)).exists()]
@@ -156,7 +193,7 @@ def complete_notebooks(profile: str, dest=None) -> list[str]:
 
 
 def published_profile(dest=None) -> str | None:
-    """The profile ``dest`` (``paper_figures/``) was published from (its manifest), or None."""
+    """The profile ``dest`` (default ``paper_figures/``) was published from (its manifest), or None."""
     dest = Path(dest or paths.PAPER_FIGURES)
     try:
         return manifest.read_manifest(dest)["produced_by"].get("profile")

@@ -602,7 +602,7 @@ def verify(profile: str, published_dir: Path | None = None, out=sys.stdout, read
     ``recompute_tables=False`` leaves out part 2 (the recomputation, ~20 s of study3's analysis) and
     says so: the end of ``make reproduce``, right after the figures stage computed those tables."""
     default = published_dir is None
-    published_dir = Path(published_dir or paths.PAPER_FIGURES)
+    published_dir = Path(published_dir or publish.published_dir(profile))
     if readme is None and default:
         readme = publish.README
     pdir = paths.profile_dir(profile)
@@ -697,20 +697,21 @@ def verify_report(profile: str, out=sys.stdout) -> int:
     and ``make verify`` is the gate that exits 1 on it). Parts 1 and 3-5 only: the recomputation (part 2)
     would repeat the figures stage that has just run; ``make verify`` does it. Returns verify's status
     (0 when skipped)."""
-    pub = publish.published_profile()   # verify -> publish only (publish never imports verify)
+    where = publish.published_dir(profile)
+    pub = publish.published_profile(where)   # verify -> publish only (publish never imports verify)
     if pub != profile:
-        print(f"\nNot compared with {paths.PAPER_FIGURES}: it holds profile {pub or '(none)'}, not {profile} "
+        print(f"\nNot compared with {where}: it holds profile {pub or '(none)'}, not {profile} "
               f"(make verify PROFILE={profile} compares anyway).", file=out)
         return 0
     print("", file=out)
     status = verify(profile, out=out, recompute_tables=False)
     if status:
-        print(f"\nThe build differs from {paths.PAPER_FIGURES} (above). make reproduce does not fail on "
+        print(f"\nThe build differs from {where} (above). make reproduce does not fail on "
               f"this: the run itself succeeded and its results are in {paths.profile_dir(profile)}; "
               f"`make verify PROFILE={profile}` exits 1 on it. Publish this run on purpose with "
               f"`make publish PROFILE={profile}`.", file=out)
     else:
-        print(f"\nThe build agrees with {paths.PAPER_FIGURES} within the tolerances.", file=out)
+        print(f"\nThe build agrees with {where} within the tolerances.", file=out)
     return status
 
 
