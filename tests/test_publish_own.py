@@ -45,3 +45,19 @@ def test_own_readme_block_has_its_own_markers_and_names_its_folder(tmp_path):
     assert "TOP" in out and "OLD" not in out and "NEW" in out
     with pytest.raises(ValueError, match="results:study4:begin"):
         R.replace_block(f"{R.README_BEGIN}\n{R.README_END}\n", "x", "study4")
+
+
+def test_own_block_is_compact_and_names_only_its_folder():
+    """study4's README block, regenerated from its published tables: no processor / world-check / training /
+    seed-noise lines (the folder keeps them), the claims and the trade-off figure from paper_figures/study4/."""
+    import pandas as pd
+    d = P.published_dir("study4")
+    t = {f.stem: pd.read_csv(f) for f in sorted(d.glob("*.csv"))}
+    full = R.readme_block(t["headline"], t["claims"], "study4", "paper_figures/study4/tradeoff.png",
+                          t.get("world_check"), folder="paper_figures/study4")
+    block = R.readme_block(t["headline"], t["claims"], "study4", "paper_figures/study4/tradeoff.png",
+                           t.get("world_check"), folder="paper_figures/study4", compact=True)
+    assert "**World check**" in full and "**World check**" not in block and "Published run" not in block
+    assert "**2a**" in block and "(paper_figures/study4/tradeoff.png)" in block
+    names = set(__import__("re").findall(r"`(paper_figures/[^`]*)`", block))
+    assert names and all(n.startswith("paper_figures/study4/") for n in names)

@@ -143,7 +143,7 @@ def update_readme(t: dict, profile: str, readme: Path = README) -> Path:
                                 t.get("lr_sweep"), provenance=provenance,
                                 manipulation=t.get("manipulation_checks"), training=t.get("training_check"),
                                 seed_noise=t.get("seed_noise"), equivalence=t.get("equivalence_posthoc"),
-                                clustering=t.get("family_clustering"), folder=folder)
+                                clustering=t.get("family_clustering"), folder=folder, compact=own)
     # atomic: a failed write keeps the old README
     io.write_text(Path(readme), report.replace_block(text, block, profile if own else None))
     return Path(readme)
