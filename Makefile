@@ -51,7 +51,7 @@ export PYTHONUNBUFFERED := 1
 all: reproduce
 
 help:
-	@echo "make reproduce [PROFILE=study3|mini|smoke|paper] the whole study (creates .venv first unless PY=... is given)"
+	@echo "make reproduce [PROFILE=study3|study4|mini|smoke|paper] the whole study (creates .venv first unless PY=... is given)"
 	@echo "make smoke                                  the same DAG on tiny sizes (build/smoke)"
 	@echo "make test                                   unit tests + notebook tests (nbval), as CI runs them"
 	@echo "make test-unit                              the fast unit tests only (pytest -m 'not slow' -n auto)"

@@ -237,6 +237,9 @@ def _names(what: str, empty: str | None, reserved: tuple = ()) -> F:
              empty=empty or "")
 
 
+# the claim rules a profile may name (analysis.claim_rule; lib.analysis.claims applies them), default first
+CLAIM_RULES = ("v3", "v4")
+
 _SEEDS = F(kind=list, items=_int(min=0), unique=True, nonempty=True,
            empty="list at least one seed, e.g. [0]")
 
@@ -308,7 +311,7 @@ PROFILE_SCHEMA = F(kind=dict, required=("model", "grid"), keys={
     }),
     # the rule the claims read (lib.analysis.claims.CLAIM_RULES; docs/methods.md): v3 (default), or v4,
     # the rule registered for new data (equivalence within +/-2 points, "holds" as an intersection-union test)
-    "analysis": F(kind=dict, keys={"claim_rule": F(kind=str, choices=("v3", "v4"))}),
+    "analysis": F(kind=dict, keys={"claim_rule": F(kind=str, choices=CLAIM_RULES)}),
     # where `make publish` puts the profile's figures (lib.pipeline.publish.published_dir): "top" =
     # paper_figures/ itself (the default profile), "own" = paper_figures/<profile>/ beside it, with a
     # README results block of its own

@@ -188,6 +188,7 @@ PUBLISHED = {
 OPTIONAL = frozenset({"ablations.png", "sweep_tradeoff.png", "seed_noise.md"})
 # what RECOMPUTE may name, with what it costs (docs/reproducibility.md has the measured times)
 RECOMPUTE_PROFILES = {"smoke": "~3-6 min on 2 CPU cores", "study3": "the default, 32 tasks: ~31 min on 2 CPU cores",
+                      "study4": "96 new tasks, the claims decided: ~38 min on 2 CPU cores",
                       "mini": "world v2, 8 tasks: ~30 min on 2 CPU cores",
                       "colab": "real CLIP, a T4 GPU, ~48 min estimated, data downloaded: docs/colab.md",
                       "paper": "a GPU and the data, docs/usage.md"}

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..config import CLAIM_RULES  # analysis.claim_rule of a profile (default v3); docs/methods.md
 from . import tables as T
 from .formats import fmt_ci, fmt_p
 
@@ -163,7 +164,6 @@ def rule_4b(dg: list[str], tost: list[str], cf: list[str]) -> str:
     return INCONCLUSIVE
 
 
-CLAIM_RULES = ("v3", "v4")   # analysis.claim_rule of a profile (default v3); docs/methods.md
 RULE_V4 = ("claim rule v4 (registered for new data): holds if every paired test has its raw two-sided p < 0.05 on "
            "the claimed side (an intersection-union test, no Holm step); else Holm over the paired tests and the "
            "equivalence tests (TOST within +/-SESOI) together: does not hold if any paired test is decided against "
@@ -173,7 +173,7 @@ RULE_V4 = ("claim rule v4 (registered for new data): holds if every paired test 
 
 def claim_rule(cfg: dict | None) -> str:
     """The profile's claim rule (``analysis.claim_rule``; v3 without a profile or the key)."""
-    rule = ((cfg or {}).get("analysis") or {}).get("claim_rule", "v3")
+    rule = ((cfg or {}).get("analysis") or {}).get("claim_rule", CLAIM_RULES[0])
     if rule not in CLAIM_RULES:
         raise ValueError(f"unknown claim rule {rule!r}; valid: {', '.join(CLAIM_RULES)}")
     return rule
