@@ -85,16 +85,12 @@ def clustered_tables(folder: Path) -> dict:
          ("comparisons", "effects", "predictors", "predictor_contrasts", "forgetting_spearman", "runs",
           "gain_points", "forgetting_vs_ss")}
     runs = t["runs"]
-    comp = t["comparisons"].copy()
-    for i, r in comp.iterrows():
-        v = T.task_values(runs, r["quantity"], r["method"], r["versus"])
-        p, tost = family_p(v, r["sesoi"] if np.isfinite(r["sesoi"]) else None)
-        comp.loc[i, ["p", "tost_p"]] = [p, tost if np.isfinite(r["tost_p"]) else np.nan]
-    eff = t["effects"].copy()
-    for i, r in eff.iterrows():
-        v = T.task_values(runs, r["quantity"], r["method"])
-        p, tost = family_p(v, r["sesoi"] if np.isfinite(r["sesoi"]) else None)
-        eff.loc[i, ["p", "tost_p"]] = [p, tost if np.isfinite(r["tost_p"]) else np.nan]
+    comp, eff = t["comparisons"].copy(), t["effects"].copy()
+    for table in (comp, eff):   # a comparison's values are method - versus, an effect's the method's own
+        for i, r in table.iterrows():
+            v = T.task_values(runs, r["quantity"], r["method"], r.get("versus"))
+            p, tost = family_p(v, r["sesoi"] if np.isfinite(r["sesoi"]) else None)
+            table.loc[i, ["p", "tost_p"]] = [p, tost if np.isfinite(r["tost_p"]) else np.nan]
     pts = t["gain_points"]
     pooled = pts[(pts["method"] == "pooled") & (pts["stratum"] == T.CLAIM_STRATUM)].set_index("task")
     pred = t["predictors"].copy()

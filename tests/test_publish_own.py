@@ -30,7 +30,6 @@ def test_a_nested_publication_is_not_the_parents_file_and_survives_publishing_th
     tmp = tmp_path / "pf.tmp"
     tmp.mkdir()
     (tmp / "c.csv").write_text("z\n3\n")
-    P._keep_nested(top, tmp)
     P._swap(tmp, top)
     assert (top / "study4" / "b.csv").read_text() == "y\n2\n" and not (top / "a.csv").exists()
     assert not manifest.verify_manifest(own)

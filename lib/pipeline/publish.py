@@ -70,16 +70,20 @@ def copy_figures(profile: str, dest=None) -> Path:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    _keep_nested(dest, tmp)
     _swap(tmp, dest)
     return dest
 
 
 def _swap(tmp: Path, dest: Path) -> None:
+    """``tmp`` becomes ``dest``; the publications nested in the old ``dest`` (``paper_figures/<profile>/``,
+    each with a manifest of its own) move into the new one, so publishing the default profile keeps them."""
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():
         os.replace(dest, old)
+        for sub in sorted(old.iterdir()):
+            if sub.is_dir() and (sub / manifest.MANIFEST_NAME).exists() and not (tmp / sub.name).exists():
+                os.replace(sub, tmp / sub.name)
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
 
@@ -96,16 +100,6 @@ def _own_folder(profile: str) -> bool:
         return config.load_profile(profile).get("publish") == "own"
     except config.ConfigError:  # a results folder of an unknown profile (tests): the default folder
         return False
-
-
-def _keep_nested(dest: Path, tmp: Path) -> None:
-    """Move the publications nested in ``dest`` (``paper_figures/<profile>/``, each with its own
-    manifest) into ``tmp``, which replaces ``dest``: publishing the default profile keeps them."""
-    if not dest.is_dir():
-        return
-    for sub in sorted(dest.iterdir()):
-        if sub.is_dir() and (sub / manifest.MANIFEST_NAME).exists() and not (tmp / sub.name).exists():
-            shutil.copytree(sub, tmp / sub.name)
 
 
 def executed_notebooks(profile: str) -> list[Path]:
@@ -132,16 +126,9 @@ def update_readme(t: dict, profile: str, readme: Path = README) -> Path:
     learning rates, verdicts)."""
     own = _own_folder(profile)
     folder = paths.PAPER_FIGURES.name + (f"/{profile}" if own else "")
-    provenance = None
-    if own:  # the processor line reads this publication's manifest, not the default one's
-        try:
-            provenance = manifest.read_manifest(published_dir(profile))["produced_by"]
-        except Exception:  # noqa: BLE001 - no manifest yet: no processor line
-            provenance = {}
     text = Path(readme).read_text()
     block = report.readme_block(t["headline"], t["claims"], profile, f"{folder}/tradeoff.png", t.get("world_check"),
-                                t.get("lr_sweep"), provenance=provenance,
-                                manipulation=t.get("manipulation_checks"), training=t.get("training_check"),
+                                t.get("lr_sweep"), manipulation=t.get("manipulation_checks"), training=t.get("training_check"),
                                 seed_noise=t.get("seed_noise"), equivalence=t.get("equivalence_posthoc"),
                                 clustering=t.get("family_clustering"), folder=folder, compact=own)
     # atomic: a failed write keeps the old README
@@ -158,7 +145,6 @@ def publish(profile: str, t: dict, dest=None, readme: Path | None = README) -> P
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    _keep_nested(dest, tmp)
     nbs = executed_notebooks(profile)
     if nbs:
         nb_dir = paths.ensure(tmp / "notebooks")
